@@ -1,0 +1,58 @@
+"""The binary layout of a stored record (mirrored by scripts/_lib.lua), and its conversions.
+
+One hash value per task: a fixed header, then the reference id and the data as opaque bytes.
+A packed value costs ~47 bytes more than the data, where a hash per task would cost a key,
+nine fields and a hashtable as soon as data passed 64 bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from store.errors import StoreError
+from store.record import Record, State, from_micros, to_micros
+
+__all__ = ["decode_record", "encode_tail", "micros_or_empty"]
+
+# format, id, version, type, state, flags, failed_attempts, next_attempt_at_us, created_at_us,
+# then the reference id's length + 1 (0 = none). Lua rewrites the first 43 bytes only.
+_HEADER = struct.Struct(">BQQIBBIqqI")
+_FORMAT = 1
+
+
+def encode_tail(record: Record) -> bytes:
+    """The part of a record no script changes: reference id and data."""
+    if record.reference_id is None:
+        return b"\x00\x00\x00\x00" + record.data
+    reference = record.reference_id.encode("utf-8")
+    return struct.pack(">I", len(reference) + 1) + reference + record.data
+
+
+def decode_record(task_id: bytes | str, packed: bytes) -> Record:
+    """Rebuild a Record from a task id and its stored value."""
+    name = task_id.decode("utf-8") if isinstance(task_id, bytes) else task_id
+    if len(packed) < _HEADER.size or packed[0] != _FORMAT:
+        raise StoreError(f"task {name!r}: the stored record is damaged or of an unknown format")
+    (_, id_, version, task_type, state, _flags, failed, next_at, created, reference_size) = (
+        _HEADER.unpack_from(packed)
+    )
+    data_start = _HEADER.size + max(reference_size - 1, 0)
+    reference = packed[_HEADER.size : data_start].decode("utf-8") if reference_size else None
+    return Record(
+        task_id=name,
+        type=task_type,
+        data=packed[data_start:],
+        reference_id=reference,
+        state=State(state),
+        failed_attempts=failed,
+        next_attempt_at=from_micros(next_at),
+        created_at=from_micros(created),
+        id=id_,
+        version=version,
+    )
+
+
+def micros_or_empty(field: str, record: Record) -> int | str:
+    """A record's timestamp in microseconds, or '' for the script to default it."""
+    moment = getattr(record, field)
+    return "" if moment is None else to_micros(field, moment)

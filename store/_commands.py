@@ -1,0 +1,184 @@
+"""What each RedisStore operation sends to its script and how it reads the reply.
+
+Kept apart from I/O so that the async RedisStore and the synchronous SyncRedisStore are thin
+shells over the same requests, the same checks and the same error mapping.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from redis.exceptions import ResponseError
+
+from store._codec import decode_record, encode_tail, micros_or_empty
+from store._keys import Keys
+from store._scripts import ScriptName
+from store.errors import ExistsError, NotFoundError, StaleVersionError, StoreError, ValidationError
+from store.protocol import check_batch, check_query, check_update
+from store.queue import Change, Claim, Claimed, Stats
+from store.record import MAX_UINT32, Ordering, Record, State, check_state, from_micros, to_utc
+
+__all__ = ["Call", "Commands"]
+
+Arg = bytes | str | int
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One script invocation: which script, its KEYS and its ARGV."""
+
+    script: ScriptName
+    keys: list[str]
+    args: list[Arg]
+
+
+class ScriptError(enum.Enum):
+    """The error codes our scripts reply with (the first word of the error)."""
+
+    EXISTS = "EXISTS"
+    STALE = "STALE"
+    INVALID = "INVALID"
+
+
+class Commands:
+    """Builds the calls of one namespace and turns their replies into records."""
+
+    def __init__(self, keys: Keys, max_data_bytes: int) -> None:
+        self.keys = keys
+        self.max_data_bytes = max_data_bytes
+
+    def put_all(self, records: Sequence[Record]) -> Call:
+        check_batch(records, self.max_data_bytes)
+        args: list[Arg] = [self.keys.wake_channel]
+        for r in records:
+            args += [r.task_id, r.type, int(r.state), r.failed_attempts]
+            args += [micros_or_empty("next_attempt_at", r), micros_or_empty("created_at", r)]
+            args.append(encode_tail(r))
+        keys = [self.keys.tasks, self.keys.sequence, self.keys.types, self.keys.index_prefix]
+        return Call("put_all", keys, args)
+
+    def put_all_done(self, records: Sequence[Record], reply: Any) -> None:
+        first_id, now = int(reply[0]), from_micros(int(reply[1]))
+        for offset, r in enumerate(records):
+            r.id, r.version = first_id + offset, 1
+            r.created_at = now if r.created_at is None else to_utc(r.created_at)
+            r.next_attempt_at = (
+                r.created_at if r.next_attempt_at is None else to_utc(r.next_attempt_at)
+            )
+            r.state = State(r.state)
+
+    def update(self, record: Record) -> Call:
+        next_attempt = check_update(record)
+        args: list[Arg] = [record.task_id, record.version, int(record.state)]
+        args += [record.failed_attempts, next_attempt]
+        return Call("update", [self.keys.tasks, self.keys.index_prefix], args)
+
+    def get_ready(
+        self, state: State, as_of: datetime, cursor: int | None, limit: int, direction: Ordering
+    ) -> Call:
+        known, as_of_micros = check_query(state, as_of, cursor, limit, direction)
+        args: list[Arg] = [int(known), as_of_micros, "" if cursor is None else cursor, limit]
+        args.append(direction.value)
+        return Call("get_ready", [self.keys.tasks, self.keys.types, self.keys.index_prefix], args)
+
+    def get_ready_done(self, reply: Any, state: State, as_of: datetime) -> list[Record]:
+        if not reply:
+            raise NotFoundError(f"no {State(state)} task is ready as of {as_of.isoformat()}")
+        return [decode_record(reply[i], reply[i + 1]) for i in range(0, len(reply), 2)]
+
+    def count(self, state: State) -> Call:
+        known = check_state("state", state)
+        return Call("count", [self.keys.types, self.keys.index_prefix], [int(known)])
+
+    def claim(self, max_attempts: Mapping[int, int], limit: int, lease_seconds: float) -> Call:
+        if not max_attempts:
+            raise ValidationError("types", "claim needs at least one task type")
+        args: list[Arg] = [_micros("lease", lease_seconds), _positive("limit", limit)]
+        for task_type, most in max_attempts.items():
+            args += [_positive("type", task_type), _positive("max_attempts", most)]
+        return Call("claim", [self.keys.tasks, self.keys.index_prefix], args)
+
+    def claim_done(self, reply: Any) -> Claim:
+        tasks = [
+            Claimed(decode_record(reply[i], reply[i + 1]), from_micros(int(reply[i + 2])))
+            for i in range(3, len(reply), 3)
+        ]
+        next_due = int(reply[1])
+        return Claim(
+            now=from_micros(int(reply[0])),
+            tasks=tasks,
+            next_due=None if next_due < 0 else from_micros(next_due),
+            damaged=[t.decode("utf-8", "backslashreplace") for t in reply[2]],
+        )
+
+    def settle(self, changes: Sequence[Change]) -> Call:
+        if not changes:
+            raise ValidationError("changes", "settle needs at least one change")
+        args: list[Arg] = [self.keys.wake_channel]
+        for c in changes:
+            state = check_state("state", c.state)
+            if not 0 <= c.failed_attempts <= MAX_UINT32:
+                raise ValidationError("failed_attempts", f"must be in 0..{MAX_UINT32}")
+            args += [c.record.task_id, c.record.version, int(state), c.failed_attempts]
+            args.append(_micros("delay", c.delay_seconds))
+        return Call("settle", [self.keys.tasks, self.keys.index_prefix], args)
+
+    def settle_done(self, changes: Sequence[Change], reply: Any) -> list[Record | None]:
+        """Copy each applied change's stored record into its Change.record; None where stale."""
+        results: list[Record | None] = []
+        for change, packed in zip(changes, reply[1:], strict=True):
+            if packed is None:
+                results.append(None)
+                continue
+            decode_record(change.record.task_id, packed).copy_to(change.record)
+            results.append(change.record)
+        return results
+
+    def extend(self, records: Sequence[Record], lease_seconds: float) -> Call:
+        args: list[Arg] = [_micros("lease", lease_seconds)]
+        for r in records:
+            args += [r.task_id, r.version]
+        return Call("extend", [self.keys.tasks, self.keys.index_prefix], args)
+
+    def stats(self) -> Call:
+        return Call("stats", [self.keys.types, self.keys.index_prefix], [])
+
+    def stats_done(self, reply: Any) -> Stats:
+        now, pending, confirmed, failed, ready, oldest = (int(v) for v in reply)
+        return Stats(
+            now=from_micros(now),
+            pending=pending,
+            confirmed=confirmed,
+            failed=failed,
+            ready=ready,
+            oldest_ready_at=None if oldest < 0 else from_micros(oldest),
+        )
+
+    def translate(self, error: ResponseError, call: Call) -> StoreError:
+        """Map a script's error reply to the store's exception."""
+        code, _, detail = str(error).partition(" ")
+        if code == ScriptError.STALE.value:
+            task_id = call.args[0]
+            return StaleVersionError(f"task {task_id!r} is missing or not at the given version")
+        if code == ScriptError.EXISTS.value:
+            task_id = call.args[1 + 7 * int(detail)]
+            return ExistsError(f"task {task_id!r} already exists")
+        if code == ScriptError.INVALID.value:
+            return ValidationError(detail, f"refused by the {call.script} script")
+        return StoreError(f"the {call.script} script failed: {error}")
+
+
+def _micros(field: str, seconds: float) -> int:
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 0:
+        raise ValidationError(field, f"must be a number of seconds >= 0, got {seconds!r}")
+    return round(seconds * 1_000_000)
+
+
+def _positive(field: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_UINT32:
+        raise ValidationError(field, f"must be an int in 1..{MAX_UINT32}, got {value!r}")
+    return value

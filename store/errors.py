@@ -1,0 +1,36 @@
+"""The store's exceptions: one root, a shallow hierarchy, one "raised when" line each."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ExistsError",
+    "NotFoundError",
+    "StaleVersionError",
+    "StoreError",
+    "ValidationError",
+]
+
+
+class StoreError(Exception):
+    """Raised when a store operation cannot be carried out; the root of every store error."""
+
+
+class NotFoundError(StoreError):
+    """Raised when no task matches a lookup or a query."""
+
+
+class ExistsError(StoreError):
+    """Raised when put_all is given a task that is already stored, repeated, or carries an id."""
+
+
+class StaleVersionError(StoreError):
+    """Raised when update finds the task missing or at another version than the caller's."""
+
+
+class ValidationError(StoreError, ValueError):
+    """Raised when a record or an argument is malformed; the message names the field."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem

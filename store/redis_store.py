@@ -1,0 +1,160 @@
+"""RedisStore: the Store contract on Redis, plus the worker-facing claim/settle/extend/stats.
+
+Key schema (all keys of a namespace share the hash tag {ns}; see store/_keys.py):
+  {ns}:tasks              hash: task id -> packed record (store/_codec.py)
+  {ns}:seq                string: the last id handed out
+  {ns}:types              set: every task type ever stored (bounded by the application)
+  {ns}:idx:<state>:<type> sorted set: task ids of that state and type, scored by
+                          next_attempt_at in integer microseconds
+  {ns}:idx:damaged        sorted set: index entries set aside by claim (record missing/damaged)
+  {ns}:wake               pub/sub channel: published to when a task becomes due now
+
+Cost of each operation (N tasks stored, B batch size, T task types, R due records):
+  put_all        one script, O(B log N)           update       one script, O(log N)
+  get_by_task_id one HGET, O(1)                   count        one script, O(T)
+  get_all_ready  one script, O(T log N + R log R) claim        one script, O(T log N + B)
+  settle/extend  one script per batch, O(B log N) stats        one script, O(T log N)
+
+Every mutation is one Lua script that validates all of its input before its first write.
+This module never imports the worker: it is the store, used by producers and workers alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Self, cast
+
+import redis.asyncio
+from redis.asyncio.client import PubSub
+from redis.exceptions import ResponseError
+
+from store._codec import decode_record
+from store._commands import Call, Commands
+from store._keys import Keys
+from store._scripts import SCRIPT_NAMES, source
+from store.errors import NotFoundError
+from store.protocol import DEFAULT_MAX_DATA_BYTES
+from store.queue import Change, Claim, Stats
+from store.record import Ordering, Record, State, check_task_id
+
+__all__ = ["RedisStore"]
+
+# Bounded waits on every call: a black-holed connection fails instead of hanging a worker.
+DEFAULT_CLIENT_OPTIONS: dict[str, Any] = {
+    "socket_timeout": 10.0,
+    "socket_connect_timeout": 5.0,
+    "health_check_interval": 30,
+}
+
+
+def check_binary_client(client: Any) -> None:
+    """Refuse a client that decodes replies: records are binary and would be mangled."""
+    options = client.get_connection_kwargs() if hasattr(client, "get_connection_kwargs") else {}
+    if options.get("decode_responses"):
+        raise ValueError("RedisStore needs a client with decode_responses=False (data is binary)")
+
+
+class RedisStore:
+    """A Store on a redis.asyncio client; several namespaces share one Redis unseen."""
+
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        *,
+        namespace: str = "retryd",
+        max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
+        owns_client: bool = False,
+    ) -> None:
+        check_binary_client(client)
+        self.client = client
+        self.keys = Keys.for_namespace(namespace)
+        self._commands = Commands(self.keys, max_data_bytes)
+        self._scripts = {name: client.register_script(source(name)) for name in SCRIPT_NAMES}
+        self._owns_client = owns_client
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        namespace: str = "retryd",
+        max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
+        **client_options: Any,
+    ) -> Self:
+        """A store on its own client for url (redis://, rediss://, unix://); aclose() closes it."""
+        options = {**DEFAULT_CLIENT_OPTIONS, **client_options}
+        client = redis.asyncio.Redis.from_url(url, **options)
+        return cls(client, namespace=namespace, max_data_bytes=max_data_bytes, owns_client=True)
+
+    async def aclose(self) -> None:
+        """Close the client if this store created it (from_url); leave a caller's client open."""
+        if self._owns_client:
+            await self.client.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def put_all(self, *records: Record) -> None:
+        call = self._commands.put_all(records)
+        self._commands.put_all_done(records, await self._run(call))
+
+    async def update(self, record: Record) -> None:
+        packed = await self._run(self._commands.update(record))
+        decode_record(record.task_id, packed).copy_to(record)
+
+    async def get_by_task_id(self, task_id: str) -> Record:
+        packed = await self.client.hget(self.keys.tasks, check_task_id(task_id))
+        if packed is None:
+            raise NotFoundError(f"task {task_id!r} not found")
+        return decode_record(task_id, cast(bytes, packed))
+
+    async def get_all_ready_by_state(
+        self,
+        state: State,
+        as_of: datetime,
+        cursor: int | None = None,
+        limit: int = 100,
+        direction: Ordering = Ordering.ASC,
+    ) -> list[Record]:
+        call = self._commands.get_ready(state, as_of, cursor, limit, direction)
+        return self._commands.get_ready_done(await self._run(call), state, as_of)
+
+    async def count_by_state(self, state: State) -> int:
+        return int(await self._run(self._commands.count(state)))
+
+    async def claim(
+        self, max_attempts: Mapping[int, int], *, limit: int, lease_seconds: float
+    ) -> Claim:
+        """Lease up to limit due PENDING tasks of the given types (type -> max_attempts)."""
+        call = self._commands.claim(max_attempts, limit, lease_seconds)
+        return self._commands.claim_done(await self._run(call))
+
+    async def settle(self, changes: Sequence[Change]) -> list[Record | None]:
+        """Apply each change whose record still holds its version; None for the others."""
+        call = self._commands.settle(changes)
+        return self._commands.settle_done(changes, await self._run(call))
+
+    async def extend(self, records: Sequence[Record], *, lease_seconds: float) -> list[bool]:
+        """Push forward the leases still held at each record's version; False where lost."""
+        if not records:
+            return []
+        reply = await self._run(self._commands.extend(records, lease_seconds))
+        return [bool(flag) for flag in reply[1:]]
+
+    async def stats(self) -> Stats:
+        """Counts per state, due-now count and oldest due instant, in one snapshot."""
+        return self._commands.stats_done(await self._run(self._commands.stats()))
+
+    def subscribe_wakeups(self) -> PubSub:
+        """A pub/sub connection to subscribe to keys.wake_channel (the caller subscribes)."""
+        return self.client.pubsub(ignore_subscribe_messages=True)
+
+    async def _run(self, call: Call) -> Any:
+        try:
+            return await self._scripts[call.script](keys=call.keys, args=call.args)
+        except ResponseError as error:
+            raise self._commands.translate(error, call) from None

@@ -1,0 +1,107 @@
+"""SyncRedisStore: the producer's side of RedisStore for code without an event loop.
+
+A Flask or Django app puts and reads tasks with it; it runs the very same scripts and checks as
+RedisStore (store/_commands.py), on a plain redis.Redis client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Self, cast
+
+import redis
+from redis.exceptions import ResponseError
+
+from store._codec import decode_record
+from store._commands import Call, Commands
+from store._keys import Keys
+from store._scripts import SCRIPT_NAMES, source
+from store.errors import NotFoundError
+from store.protocol import DEFAULT_MAX_DATA_BYTES
+from store.queue import Change
+from store.record import Ordering, Record, State, check_task_id
+from store.redis_store import DEFAULT_CLIENT_OPTIONS, check_binary_client
+
+__all__ = ["SyncRedisStore"]
+
+
+class SyncRedisStore:
+    """The Store contract, blocking, on a redis.Redis client."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        namespace: str = "retryd",
+        max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
+        owns_client: bool = False,
+    ) -> None:
+        check_binary_client(client)
+        self.client = client
+        self.keys = Keys.for_namespace(namespace)
+        self._commands = Commands(self.keys, max_data_bytes)
+        self._scripts = {name: client.register_script(source(name)) for name in SCRIPT_NAMES}
+        self._owns_client = owns_client
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        namespace: str = "retryd",
+        max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
+        **client_options: Any,
+    ) -> Self:
+        """A store on its own client for url; close() closes it."""
+        client = redis.Redis.from_url(url, **{**DEFAULT_CLIENT_OPTIONS, **client_options})
+        return cls(client, namespace=namespace, max_data_bytes=max_data_bytes, owns_client=True)
+
+    def close(self) -> None:
+        """Close the client if this store created it (from_url)."""
+        if self._owns_client:
+            self.client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def put_all(self, *records: Record) -> None:
+        call = self._commands.put_all(records)
+        self._commands.put_all_done(records, self._run(call))
+
+    def update(self, record: Record) -> None:
+        packed = self._run(self._commands.update(record))
+        decode_record(record.task_id, packed).copy_to(record)
+
+    def get_by_task_id(self, task_id: str) -> Record:
+        packed = self.client.hget(self.keys.tasks, check_task_id(task_id))
+        if packed is None:
+            raise NotFoundError(f"task {task_id!r} not found")
+        return decode_record(task_id, cast(bytes, packed))
+
+    def get_all_ready_by_state(
+        self,
+        state: State,
+        as_of: datetime,
+        cursor: int | None = None,
+        limit: int = 100,
+        direction: Ordering = Ordering.ASC,
+    ) -> list[Record]:
+        call = self._commands.get_ready(state, as_of, cursor, limit, direction)
+        return self._commands.get_ready_done(self._run(call), state, as_of)
+
+    def count_by_state(self, state: State) -> int:
+        return int(self._run(self._commands.count(state)))
+
+    def settle(self, changes: Sequence[Change]) -> list[Record | None]:
+        """Apply each change whose record still holds its version; None for the others."""
+        return self._commands.settle_done(changes, self._run(self._commands.settle(changes)))
+
+    def _run(self, call: Call) -> Any:
+        try:
+            return self._scripts[call.script](keys=call.keys, args=call.args)
+        except ResponseError as error:
+            raise self._commands.translate(error, call) from None
