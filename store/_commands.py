@@ -26,6 +26,11 @@ __all__ = ["Call", "Commands"]
 
 Arg = bytes | str | int
 
+# Lua numbers are doubles: the scripts refuse integers beyond 2**53, which they could not hold
+# exactly. No id or version gets there (both count writes from 1), so arguments past it are
+# answered here the way MemoryStore answers them, instead of as a script's INVALID.
+_LUA_MAX_INT = 2**53
+
 
 @dataclass(frozen=True, slots=True)
 class Call:
@@ -73,6 +78,8 @@ class Commands:
 
     def update(self, record: Record) -> Call:
         next_attempt = check_update(record)
+        if record.version > _LUA_MAX_INT:
+            raise StaleVersionError(f"task {record.task_id!r} is not at version {record.version}")
         args: list[Arg] = [record.task_id, record.version, int(record.state)]
         args += [record.failed_attempts, next_attempt]
         return Call("update", [self.keys.tasks, self.keys.index_prefix], args)
@@ -81,6 +88,9 @@ class Commands:
         self, state: State, as_of: datetime, cursor: int | None, limit: int, direction: Ordering
     ) -> Call:
         known, as_of_micros = check_query(state, as_of, cursor, limit, direction)
+        if cursor is not None:  # clamped: no id lies beyond, so the page is the same
+            cursor = max(-_LUA_MAX_INT, min(cursor, _LUA_MAX_INT))
+        limit = min(limit, _LUA_MAX_INT)
         args: list[Arg] = [int(known), as_of_micros, "" if cursor is None else cursor, limit]
         args.append(direction.value)
         return Call("get_ready", [self.keys.tasks, self.keys.types, self.keys.index_prefix], args)
