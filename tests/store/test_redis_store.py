@@ -1,0 +1,454 @@
+"""What only the Redis stores have: scripts, keys, namespaces, and claim/settle/extend/stats.
+
+Leases that must run out are short (SHORT_LEASE) and waited out with asyncio.sleep just past
+them; leases that must hold are long (LONG_LEASE), so a slow machine cannot flip an outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio
+
+from store import (
+    Change,
+    NotFoundError,
+    Record,
+    RedisStore,
+    State,
+    SyncRedisStore,
+    ValidationError,
+)
+from tests.conftest import namespace_keys
+
+SHORT_LEASE = 0.05
+PAST_SHORT_LEASE = 0.08
+LONG_LEASE = 30.0
+T0 = datetime(2024, 5, 17, 12, 0, tzinfo=UTC)
+FAR = datetime.now(UTC) + timedelta(days=30)
+
+
+def rec(task_id: str, **fields: Any) -> Record:
+    values: dict[str, Any] = {"type": 7, "data": b"payload"} | fields
+    return Record(task_id=task_id, **values)
+
+
+def delete_namespace(client: redis.Redis, name: str) -> None:
+    keys = namespace_keys(client, "{" + name + "}:*")
+    if keys:
+        client.delete(*keys)
+
+
+@pytest.fixture
+def other_namespace(admin_client: redis.Redis) -> Iterator[str]:
+    """A second namespace on the same Redis, cleaned like `namespace`."""
+    name = f"o-{uuid.uuid4().hex[:12]}"
+    yield name
+    delete_namespace(admin_client, name)
+
+
+# --- scripts, keys, namespaces -----------------------------------------------------------------
+
+
+async def test_every_operation_survives_script_flush(private_redis_url: str) -> None:
+    """An emptied script cache (restart, SCRIPT FLUSH) is reloaded, never a NOSCRIPT error."""
+    name = f"f-{uuid.uuid4().hex[:12]}"
+    admin = redis.Redis.from_url(private_redis_url)
+    try:
+        async with RedisStore.from_url(private_redis_url, namespace=name) as store:
+            first = rec("a")
+            await store.put_all(first)
+            checks = [
+                lambda: store.put_all(rec(f"b-{uuid.uuid4().hex}")),
+                lambda: store.update(first),
+                lambda: store.get_all_ready_by_state(State.PENDING, FAR),
+                lambda: store.count_by_state(State.PENDING),
+                lambda: store.claim({7: 3}, limit=1, lease_seconds=LONG_LEASE),
+                lambda: store.extend([first], lease_seconds=LONG_LEASE),
+                lambda: store.settle([Change(first, State.PENDING, 0)]),
+                lambda: store.stats(),
+            ]
+            for check in checks:
+                await store.client.script_flush()
+                await check()
+            assert await store.count_by_state(State.PENDING) == 2
+        with SyncRedisStore.from_url(private_redis_url, namespace=name) as sync:
+            admin.script_flush()
+            sync.put_all(rec("sync"))
+            admin.script_flush()
+            assert sync.count_by_state(State.PENDING) == 3
+            admin.script_flush()
+            assert sync.get_all_ready_by_state(State.PENDING, FAR)
+    finally:
+        delete_namespace(admin, name)
+        admin.close()
+
+
+async def test_namespaces_on_one_redis_do_not_see_each_other(
+    redis_url: str, namespace: str, other_namespace: str
+) -> None:
+    async with (
+        RedisStore.from_url(redis_url, namespace=namespace) as one,
+        RedisStore.from_url(redis_url, namespace=other_namespace) as two,
+    ):
+        a1, a2 = rec("same", data=b"one"), rec("same", data=b"two")
+        await one.put_all(a1, rec("only-one"))
+        await two.put_all(a2)
+        assert (a1.id, a2.id) == (1, 1)
+        assert (await one.get_by_task_id("same")).data == b"one"
+        assert (await two.get_by_task_id("same")).data == b"two"
+        with pytest.raises(NotFoundError):
+            await two.get_by_task_id("only-one")
+        assert await one.count_by_state(State.PENDING) == 2
+        assert await two.count_by_state(State.PENDING) == 1
+        a1.state = State.CONFIRMED
+        await one.update(a1)
+        assert (await two.get_by_task_id("same")).state is State.PENDING
+        claim = await two.claim({7: 3}, limit=10, lease_seconds=LONG_LEASE)
+        assert [c.record.data for c in claim.tasks] == [b"two"]
+        assert len(await one.get_all_ready_by_state(State.PENDING, FAR)) == 1
+
+
+async def test_every_key_of_a_namespace_carries_its_hash_tag(
+    redis_store: RedisStore, admin_client: redis.Redis, namespace: str
+) -> None:
+    """All keys start with '{ns}:' so a namespace lives in one cluster slot."""
+    admin_client.zadd(redis_store.keys.index(State.PENDING, 7), {"ghost": 0})
+    odd = rec("{other}:tasks", type=2)
+    await redis_store.put_all(odd, rec("x", state=State.FAILED), rec("later", next_attempt_at=FAR))
+    await redis_store.update(odd)
+    claim = await redis_store.claim({7: 3, 2: 3}, limit=10, lease_seconds=LONG_LEASE)
+    await redis_store.extend([c.record for c in claim.tasks], lease_seconds=LONG_LEASE)
+    await redis_store.settle([Change(c.record, State.CONFIRMED, 0) for c in claim.tasks])
+    await redis_store.stats()
+    keys = [k.decode() for k in namespace_keys(admin_client, f"*{namespace}*")]
+    assert len(keys) >= 5
+    tag = "{" + namespace + "}:"
+    assert all(k.startswith(tag) for k in keys), keys
+    assert redis_store.keys.wake_channel.startswith(tag)
+
+
+@pytest.mark.parametrize("flavour", ["async", "sync"])
+async def test_a_client_that_decodes_responses_is_refused(redis_url: str, flavour: str) -> None:
+    if flavour == "async":
+        client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+        with pytest.raises(ValueError, match="decode_responses"):
+            RedisStore(client, namespace="ok")
+        await client.aclose()
+    else:
+        sync_client = redis.Redis.from_url(redis_url, decode_responses=True)
+        with pytest.raises(ValueError, match="decode_responses"):
+            SyncRedisStore(sync_client, namespace="ok")
+        sync_client.close()
+
+
+@pytest.mark.parametrize("name", ["", "has space", "{tag}", "a/b", "é", "n" * 129, 5, None])
+async def test_a_bad_namespace_is_refused(redis_url: str, name: Any) -> None:
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        with pytest.raises(ValidationError) as caught:
+            RedisStore(client, namespace=name)
+        assert caught.value.field == "namespace"
+    finally:
+        await client.aclose()
+
+
+async def test_a_store_leaves_a_callers_client_open(redis_url: str) -> None:
+    client = redis.asyncio.Redis.from_url(redis_url)
+    async with RedisStore(client, namespace="unused"):
+        pass
+    assert await client.ping()
+    await client.aclose()
+
+
+# --- claim -------------------------------------------------------------------------------------
+
+
+async def test_claim_leases_only_due_pending_tasks_of_the_asked_types(
+    redis_store: RedisStore,
+) -> None:
+    await redis_store.put_all(
+        rec("due", next_attempt_at=T0),
+        rec("due-other-type", type=8, next_attempt_at=T0),
+        rec("not-due", next_attempt_at=FAR),
+        rec("confirmed", state=State.CONFIRMED, next_attempt_at=T0),
+        rec("failed", state=State.FAILED, next_attempt_at=T0),
+    )
+    claim = await redis_store.claim({7: 3}, limit=10, lease_seconds=LONG_LEASE)
+    assert [c.record.task_id for c in claim.tasks] == ["due"]
+    assert claim.damaged == []
+
+
+async def test_claim_pushes_next_attempt_at_by_the_lease_and_bumps_version(
+    redis_store: RedisStore,
+) -> None:
+    record = rec("a", next_attempt_at=T0)
+    await redis_store.put_all(record)
+    claim = await redis_store.claim({7: 3}, limit=10, lease_seconds=LONG_LEASE)
+    (claimed,) = claim.tasks
+    assert claimed.due_at == T0
+    assert claimed.record.version == record.version + 1
+    assert claimed.record.next_attempt_at == claim.now + timedelta(seconds=LONG_LEASE)
+    assert claimed.record.failed_attempts == 0
+    assert await redis_store.get_by_task_id("a") == claimed.record
+
+
+async def test_claim_takes_the_oldest_due_first_up_to_limit(redis_store: RedisStore) -> None:
+    await redis_store.put_all(
+        *(rec(f"t{i}", type=7 + i % 2, next_attempt_at=T0 - timedelta(minutes=i)) for i in range(6))
+    )
+    claim = await redis_store.claim({7: 3, 8: 3}, limit=4, lease_seconds=LONG_LEASE)
+    assert [c.record.task_id for c in claim.tasks] == ["t5", "t4", "t3", "t2"]
+
+
+async def test_a_second_claim_does_not_get_leased_tasks(redis_store: RedisStore) -> None:
+    await redis_store.put_all(rec("a"), rec("b"))
+    first = await redis_store.claim({7: 3}, limit=1, lease_seconds=LONG_LEASE)
+    second = await redis_store.claim({7: 3}, limit=10, lease_seconds=LONG_LEASE)
+    third = await redis_store.claim({7: 3}, limit=10, lease_seconds=LONG_LEASE)
+    assert len(first.tasks) == len(second.tasks) == 1
+    assert first.tasks[0].record.task_id != second.tasks[0].record.task_id
+    assert third.tasks == []
+
+
+async def test_concurrent_claims_never_lease_a_task_twice(redis_store: RedisStore) -> None:
+    await redis_store.put_all(*(rec(f"t{i}") for i in range(30)))
+    claims = await asyncio.gather(
+        *(redis_store.claim({7: 3}, limit=4, lease_seconds=LONG_LEASE) for _ in range(10))
+    )
+    leased = [c.record.task_id for claim in claims for c in claim.tasks]
+    assert sorted(leased) == sorted(f"t{i}" for i in range(30))
+
+
+async def test_a_lease_that_ran_out_counts_as_a_failed_attempt(redis_store: RedisStore) -> None:
+    await redis_store.put_all(rec("a"))
+    first = await redis_store.claim({7: 3}, limit=1, lease_seconds=SHORT_LEASE)
+    await asyncio.sleep(PAST_SHORT_LEASE)
+    again = await redis_store.claim({7: 3}, limit=1, lease_seconds=SHORT_LEASE)
+    (claimed,) = again.tasks
+    assert claimed.record.failed_attempts == 1
+    assert claimed.record.version == first.tasks[0].record.version + 1
+    assert claimed.due_at == first.tasks[0].record.next_attempt_at
+
+
+async def test_an_abandoned_task_fails_when_attempts_reach_max(redis_store: RedisStore) -> None:
+    await redis_store.put_all(rec("a"), rec("b", type=8))
+    for _ in range(2):
+        claim = await redis_store.claim({7: 2, 8: 5}, limit=5, lease_seconds=SHORT_LEASE)
+        assert {c.record.task_id for c in claim.tasks} == {"a", "b"}
+        await asyncio.sleep(PAST_SHORT_LEASE)
+    last = await redis_store.claim({7: 2, 8: 5}, limit=5, lease_seconds=LONG_LEASE)
+    assert [c.record.task_id for c in last.tasks] == ["b"]
+    failed = await redis_store.get_by_task_id("a")
+    assert (failed.state, failed.failed_attempts) == (State.FAILED, 2)
+    assert await redis_store.count_by_state(State.FAILED) == 1
+    assert await redis_store.count_by_state(State.PENDING) == 1
+
+
+async def test_claim_reports_next_due(redis_store: RedisStore) -> None:
+    empty = await redis_store.claim({7: 3}, limit=1, lease_seconds=LONG_LEASE)
+    assert empty.next_due is None
+    await redis_store.put_all(rec("later", next_attempt_at=FAR), rec("now"))
+    claim = await redis_store.claim({7: 3}, limit=1, lease_seconds=1.0)
+    assert claim.next_due == claim.now + timedelta(seconds=1)  # the lease just taken
+    other = await redis_store.claim({8: 3}, limit=1, lease_seconds=1.0)
+    assert other.next_due is None
+    await redis_store.settle([Change(claim.tasks[0].record, State.CONFIRMED, 0)])
+    idle = await redis_store.claim({7: 3}, limit=1, lease_seconds=1.0)
+    assert idle.tasks == []
+    assert idle.next_due == FAR
+
+
+async def test_claim_sets_aside_index_entries_without_a_sound_record(
+    redis_store: RedisStore, admin_client: redis.Redis
+) -> None:
+    """A missing or damaged record is moved to {ns}:idx:damaged and reported, never leased."""
+    await redis_store.put_all(rec("good", next_attempt_at=T0 + timedelta(seconds=1)))
+    pending = redis_store.keys.index(State.PENDING, 7)
+    admin_client.zadd(pending, {"ghost": 10, "broken": 20})
+    admin_client.hset(redis_store.keys.tasks, "broken", b"\x07not a record")
+    claim = await redis_store.claim({7: 3}, limit=10, lease_seconds=LONG_LEASE)
+    assert [c.record.task_id for c in claim.tasks] == ["good"]
+    assert sorted(claim.damaged) == ["broken", "ghost"]
+    assert admin_client.zscore(redis_store.keys.damaged, "ghost") == 10
+    assert admin_client.zscore(redis_store.keys.damaged, "broken") == 20
+    assert admin_client.zscore(pending, "ghost") is None
+    assert admin_client.hget(redis_store.keys.tasks, "broken") == b"\x07not a record"
+    again = await redis_store.claim({7: 3}, limit=10, lease_seconds=LONG_LEASE)
+    assert (again.tasks, again.damaged) == ([], [])
+
+
+@pytest.mark.parametrize(
+    ("field", "kwargs"),
+    [
+        ("types", {"max_attempts": {}}),
+        ("type", {"max_attempts": {0: 3}}),
+        ("max_attempts", {"max_attempts": {7: 0}}),
+        ("limit", {"limit": 0}),
+        ("lease", {"lease_seconds": -1.0}),
+    ],
+)
+async def test_claim_refuses_bad_arguments(
+    redis_store: RedisStore, field: str, kwargs: dict[str, Any]
+) -> None:
+    await redis_store.put_all(rec("a"))
+    arguments: dict[str, Any] = {"max_attempts": {7: 3}, "limit": 1, "lease_seconds": 1.0}
+    with pytest.raises(ValidationError) as caught:
+        await redis_store.claim(**(arguments | kwargs))
+    assert caught.value.field == field
+    assert (await redis_store.get_by_task_id("a")).version == 1
+
+
+# --- settle ------------------------------------------------------------------------------------
+
+
+async def test_settle_fences_each_change_by_its_version(redis_store: RedisStore) -> None:
+    await redis_store.put_all(rec("ok"), rec("stale"), rec("retry"))
+    claim = await redis_store.claim({7: 5}, limit=3, lease_seconds=LONG_LEASE)
+    by_id = {c.record.task_id: c.record for c in claim.tasks}
+    stale = by_id["stale"].clone()
+    stale.version -= 1
+    before = await redis_store.get_by_task_id("stale")
+    results = await redis_store.settle(
+        [
+            Change(by_id["ok"], State.CONFIRMED, 0),
+            Change(stale, State.CONFIRMED, 0),
+            Change(by_id["retry"], State.PENDING, 1, delay_seconds=60.0),
+        ]
+    )
+    assert results[0] is by_id["ok"]
+    assert results[1] is None
+    assert results[2] is by_id["retry"]
+    assert by_id["ok"].state is State.CONFIRMED
+    assert by_id["ok"].version == claim.tasks[0].record.version
+    assert await redis_store.get_by_task_id("ok") == by_id["ok"]
+    assert await redis_store.get_by_task_id("stale") == before
+    retry = await redis_store.get_by_task_id("retry")
+    assert (retry.failed_attempts, retry.state) == (1, State.PENDING)
+
+
+async def test_settle_bumps_the_version_and_clears_the_lease(redis_store: RedisStore) -> None:
+    await redis_store.put_all(rec("a"))
+    (claimed,) = (await redis_store.claim({7: 3}, limit=1, lease_seconds=LONG_LEASE)).tasks
+    version = claimed.record.version
+    await redis_store.settle([Change(claimed.record, State.PENDING, 0)])
+    assert claimed.record.version == version + 1
+    (again,) = (await redis_store.claim({7: 3}, limit=1, lease_seconds=LONG_LEASE)).tasks
+    assert again.record.failed_attempts == 0  # settled, so not an abandoned lease
+    assert await redis_store.extend([claimed.record], lease_seconds=1.0) == [False]
+
+
+async def test_settle_delay_is_relative_to_server_time(redis_store: RedisStore) -> None:
+    await redis_store.put_all(rec("a", next_attempt_at=T0))
+    claim = await redis_store.claim({7: 3}, limit=1, lease_seconds=LONG_LEASE)
+    (settled,) = await redis_store.settle([Change(claim.tasks[0].record, State.PENDING, 1, 2.5)])
+    after = await redis_store.stats()
+    assert settled is not None
+    assert settled.next_attempt_at is not None
+    delay = timedelta(seconds=2.5)
+    assert claim.now + delay <= settled.next_attempt_at <= after.now + delay
+
+
+async def test_settle_with_no_changes_is_refused(redis_store: RedisStore) -> None:
+    with pytest.raises(ValidationError):
+        await redis_store.settle([])
+
+
+# --- extend ------------------------------------------------------------------------------------
+
+
+async def test_extend_keeps_the_lease_without_changing_the_version(
+    redis_store: RedisStore,
+) -> None:
+    await redis_store.put_all(rec("a"))
+    (claimed,) = (await redis_store.claim({7: 3}, limit=1, lease_seconds=SHORT_LEASE)).tasks
+    assert await redis_store.extend([claimed.record], lease_seconds=LONG_LEASE) == [True]
+    await asyncio.sleep(PAST_SHORT_LEASE)
+    assert (await redis_store.claim({7: 3}, limit=1, lease_seconds=LONG_LEASE)).tasks == []
+    stored = await redis_store.get_by_task_id("a")
+    assert stored.version == claimed.record.version
+    assert stored.next_attempt_at is not None
+    assert claimed.record.next_attempt_at is not None
+    assert stored.next_attempt_at > claimed.record.next_attempt_at
+    results = await redis_store.settle([Change(claimed.record, State.CONFIRMED, 0)])
+    assert results == [claimed.record]
+
+
+async def test_extend_reports_lost_leases(redis_store: RedisStore) -> None:
+    await redis_store.put_all(rec("held"), rec("lost"), rec("settled"))
+    claim = await redis_store.claim({7: 3}, limit=3, lease_seconds=SHORT_LEASE)
+    by_id = {c.record.task_id: c.record for c in claim.tasks}
+    await redis_store.extend([by_id["held"]], lease_seconds=LONG_LEASE)
+    await redis_store.settle([Change(by_id["settled"], State.CONFIRMED, 0)])
+    settled_before = by_id["settled"].clone()
+    settled_before.version -= 1
+    await asyncio.sleep(PAST_SHORT_LEASE)
+    await redis_store.claim({7: 3}, limit=3, lease_seconds=LONG_LEASE)  # takes "lost" over
+    missing = rec("missing", version=2)
+    results = await redis_store.extend(
+        [by_id["held"], by_id["lost"], settled_before, by_id["settled"], missing],
+        lease_seconds=LONG_LEASE,
+    )
+    assert results == [True, False, False, False, False]
+    assert await redis_store.extend([], lease_seconds=1.0) == []
+
+
+# --- stats -------------------------------------------------------------------------------------
+
+
+async def test_stats_of_an_empty_namespace(redis_store: RedisStore) -> None:
+    stats = await redis_store.stats()
+    assert (stats.pending, stats.confirmed, stats.failed, stats.ready) == (0, 0, 0, 0)
+    assert stats.oldest_ready_at is None
+
+
+async def test_stats_counts_and_ready_excludes_leased_and_not_due(
+    redis_store: RedisStore,
+) -> None:
+    await redis_store.put_all(
+        rec("oldest", next_attempt_at=T0 - timedelta(hours=2)),
+        rec("due", type=8, next_attempt_at=T0),
+        rec("later", next_attempt_at=FAR),
+        rec("c", state=State.CONFIRMED),
+        rec("f1", state=State.FAILED),
+        rec("f2", state=State.FAILED, type=9),
+    )
+    before = await redis_store.stats()
+    assert (before.pending, before.confirmed, before.failed) == (3, 1, 2)
+    assert before.ready == 2
+    assert before.oldest_ready_at == T0 - timedelta(hours=2)
+    await redis_store.claim({7: 3}, limit=1, lease_seconds=LONG_LEASE)  # leases "oldest"
+    after = await redis_store.stats()
+    assert (after.pending, after.ready) == (3, 1)
+    assert after.oldest_ready_at == T0
+
+
+# --- the synchronous store's settle ------------------------------------------------------------
+
+
+@pytest.fixture
+async def sync_store(redis_url: str, namespace: str) -> AsyncIterator[SyncRedisStore]:
+    with SyncRedisStore.from_url(redis_url, namespace=namespace) as store:
+        yield store
+
+
+async def test_sync_settle_sees_the_same_records(
+    redis_store: RedisStore, sync_store: SyncRedisStore
+) -> None:
+    sync_store.put_all(rec("a"), rec("b"))
+    claim = await redis_store.claim({7: 3}, limit=2, lease_seconds=LONG_LEASE)
+    a, b = (c.record for c in claim.tasks)
+    stale = b.clone()
+    stale.version = 1
+    assert sync_store.settle([Change(a, State.CONFIRMED, 0), Change(stale, State.FAILED, 1)]) == [
+        a,
+        None,
+    ]
+    assert sync_store.count_by_state(State.CONFIRMED) == 1
+    assert (await redis_store.get_by_task_id("b")).state is State.PENDING
