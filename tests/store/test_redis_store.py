@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -64,7 +64,7 @@ async def test_every_operation_survives_script_flush(private_redis_url: str) -> 
         async with RedisStore.from_url(private_redis_url, namespace=name) as store:
             first = rec("a")
             await store.put_all(first)
-            checks = [
+            checks: list[Callable[[], Awaitable[object]]] = [
                 lambda: store.put_all(rec(f"b-{uuid.uuid4().hex}")),
                 lambda: store.update(first),
                 lambda: store.get_all_ready_by_state(State.PENDING, FAR),
