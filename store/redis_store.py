@@ -25,7 +25,6 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Self, cast
 
-import redis.asyncio
 from redis.asyncio.client import PubSub
 from redis.exceptions import ResponseError
 
@@ -33,6 +32,7 @@ from store._codec import decode_record
 from store._commands import Call, Commands
 from store._keys import Keys
 from store._scripts import SCRIPT_NAMES, source
+from store.connection import AsyncClient, async_client_from_url
 from store.errors import NotFoundError
 from store.protocol import DEFAULT_MAX_DATA_BYTES
 from store.queue import Change, Claim, Stats
@@ -60,7 +60,7 @@ class RedisStore:
 
     def __init__(
         self,
-        client: redis.asyncio.Redis,
+        client: AsyncClient,
         *,
         namespace: str = "retryd",
         max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
@@ -82,9 +82,9 @@ class RedisStore:
         max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
         **client_options: Any,
     ) -> Self:
-        """A store on its own client for url (redis://, rediss://, unix://); aclose() closes it."""
+        """A store on its own client for url (see store/connection.py); aclose() closes it."""
         options = {**DEFAULT_CLIENT_OPTIONS, **client_options}
-        client = redis.asyncio.Redis.from_url(url, **options)
+        client = async_client_from_url(url, **options)
         return cls(client, namespace=namespace, max_data_bytes=max_data_bytes, owns_client=True)
 
     async def aclose(self) -> None:

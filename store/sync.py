@@ -10,13 +10,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Self, cast
 
-import redis
 from redis.exceptions import ResponseError
 
 from store._codec import decode_record
 from store._commands import Call, Commands
 from store._keys import Keys
 from store._scripts import SCRIPT_NAMES, source
+from store.connection import SyncClient, sync_client_from_url
 from store.errors import NotFoundError
 from store.protocol import DEFAULT_MAX_DATA_BYTES
 from store.queue import Change
@@ -31,7 +31,7 @@ class SyncRedisStore:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: SyncClient,
         *,
         namespace: str = "retryd",
         max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
@@ -54,7 +54,7 @@ class SyncRedisStore:
         **client_options: Any,
     ) -> Self:
         """A store on its own client for url; close() closes it."""
-        client = redis.Redis.from_url(url, **{**DEFAULT_CLIENT_OPTIONS, **client_options})
+        client = sync_client_from_url(url, **{**DEFAULT_CLIENT_OPTIONS, **client_options})
         return cls(client, namespace=namespace, max_data_bytes=max_data_bytes, owns_client=True)
 
     def close(self) -> None:
