@@ -92,3 +92,20 @@ async def cluster_store(cluster_url: str, namespace: str) -> AsyncIterator[Redis
     """An async RedisStore on the cluster, for the worker-facing operations."""
     async with RedisStore.from_url(cluster_url, namespace=namespace) as s:
         yield s
+
+
+# The fixtures tests/store/test_redis_store.py's tests use, pointed at the cluster, so the
+# worker-facing operations (claim, settle, extend, stats) run there unchanged.
+@pytest.fixture
+def admin_client(cluster_client: redis.RedisCluster) -> redis.RedisCluster:
+    return cluster_client
+
+
+@pytest.fixture
+def redis_url(cluster_url: str) -> str:
+    return cluster_url
+
+
+@pytest.fixture
+async def redis_store(cluster_store: RedisStore) -> RedisStore:
+    return cluster_store
