@@ -1,0 +1,30 @@
+"""One adapter module per system; each is imported only when that system runs."""
+
+from __future__ import annotations
+
+import importlib
+
+from bench.peers.base import System, Unavailable
+
+__all__ = ["SYSTEM_NAMES", "System", "Unavailable", "load"]
+
+_MODULES = {
+    "retryd": "bench.peers.retryd_peer",
+    "huey": "bench.peers.huey_peer",
+    "dramatiq": "bench.peers.dramatiq_peer",
+    "arq": "bench.peers.arq_peer",
+    "saq": "bench.peers.saq_peer",
+    "rq": "bench.peers.rq_peer",
+}
+SYSTEM_NAMES = tuple(_MODULES)
+
+
+def load(name: str) -> System:
+    """The adapter for name; Unavailable if its package is not installed (the `bench` extra)."""
+    try:
+        module = importlib.import_module(_MODULES[name])
+    except ImportError as exc:
+        hint = "pip install --no-deps arq==0.28.0" if name == "arq" else "pip install -e '.[bench]'"
+        raise Unavailable(f"{name}: cannot import ({exc}); {hint}") from exc
+    system: System = module.SYSTEM
+    return system
