@@ -347,7 +347,8 @@ def sentinel_setup(password: str | None = None) -> Iterator[SentinelSetup]:
         )
         stack.callback(replica.stop)
         replica.start()
-        _wait_for(lambda: _info(replica, "master_link_status") == "up", "the replica to sync")
+        # Link up is not enough: the master streams writes only after the replica's first ACK.
+        _wait_for(lambda: _acked_by_replica(master), "the replica to acknowledge a write")
         setup = SentinelSetup(master, replica, _sentinel(root, master, password))
         stack.callback(setup.sentinel.stop)
         setup.sentinel.start()
@@ -373,6 +374,12 @@ def _sentinel(root: Path, master: RedisServer, password: str | None) -> RedisSer
     conf = directory / "sentinel.conf"  # Sentinel rewrites its config: it must be writable
     conf.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return RedisServer(directory, args=["--sentinel"], port=port, config_file=conf)
+
+
+def _acked_by_replica(master: RedisServer) -> bool:
+    with master.client() as client:
+        client.set("servers:replication-probe", "1")
+        return int(client.execute_command("WAIT", 1, 200)) == 1
 
 
 def _info(server: RedisServer, name: str) -> str:

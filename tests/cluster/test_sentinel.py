@@ -1,0 +1,158 @@
+"""Sentinel: a RedisStore on a redis+sentinel:// URL follows a failover by itself, losing nothing.
+
+One master, one replica and one Sentinel run on loopback (tests/servers.py). Producers put tasks
+and a settler claims and confirms them while `SENTINEL FAILOVER` promotes the replica; the store
+must find the new master by itself and keep every write acknowledged outside the failover window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from store import Change, ExistsError, NotFoundError, Record, RedisStore, State
+from tests.servers import RedisServer, SentinelSetup, sentinel_setup
+
+pytestmark = pytest.mark.cluster
+
+PASSWORD = "sentinel-test-pw"
+# What a write may raise while the master changes hands; it was not acknowledged, so it may be
+# lost, and it is retried by the application (here: the loop moves on).
+IN_FLIGHT = (RedisConnectionError, RedisTimeoutError, ReadOnlyError)
+
+
+@pytest.fixture(scope="module")
+def sentinel() -> Iterator[SentinelSetup]:
+    with sentinel_setup(password=PASSWORD) as setup:
+        yield setup
+
+
+class Ledger:
+    """What the store acknowledged, as the application saw it, with when (monotonic time)."""
+
+    def __init__(self) -> None:
+        self.put: list[tuple[float, str]] = []
+        self.confirmed: list[tuple[float, str]] = []
+        self.failed_calls = 0
+        self.ambiguous_puts: list[str] = []  # ExistsError on a fresh id: stored, reply lost
+
+
+async def produce(store: RedisStore, ledger: Ledger, stop: asyncio.Event) -> None:
+    i = 0
+    while not stop.is_set():
+        task_id = f"t{i}"
+        i += 1
+        try:
+            await store.put_all(Record(task_id=task_id, type=1, data=b"payload"))
+            ledger.put.append((time.monotonic(), task_id))
+        except ExistsError:
+            ledger.ambiguous_puts.append(task_id)
+        except IN_FLIGHT:
+            ledger.failed_calls += 1
+            await asyncio.sleep(0.01)
+
+
+async def settle(store: RedisStore, ledger: Ledger, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            claim = await store.claim({1: 5}, limit=20, lease_seconds=30)
+            if not claim.tasks:
+                await asyncio.sleep(0.005)
+                continue
+            changes = [Change(c.record, State.CONFIRMED, 0) for c in claim.tasks]
+            done = await store.settle(changes)
+            now = time.monotonic()
+            ledger.confirmed += [(now, r.task_id) for r in done if r is not None]
+        except IN_FLIGHT:
+            ledger.failed_calls += 1
+            await asyncio.sleep(0.01)
+
+
+async def wait_until(check: Callable[[], bool], within: float) -> None:
+    deadline = time.monotonic() + within
+    while not await asyncio.to_thread(check):
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+def replicated_before(sentinel: SentinelSetup) -> float:
+    """An instant before which every acknowledged write is on the replica too.
+
+    Replication is in order: once a probe written after that instant is acknowledged by the
+    replica (WAIT), so is everything the master acknowledged before it.
+    """
+    instant = time.monotonic()
+    with sentinel.master.client() as master:
+        master.set("{probe}:x", "1")
+        assert int(master.execute_command("WAIT", 1, 2000)) == 1
+    return instant
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="known: after SENTINEL FAILOVER the store's pooled connections keep writing to the "
+    "old master until Sentinel demotes it (~10 s); those acknowledged writes are discarded. "
+    "Needs a master-address check in store/connection.py's Sentinel pool (see docs/deploy.md).",
+)
+async def test_a_store_follows_a_sentinel_failover_by_itself(sentinel: SentinelSetup) -> None:
+    """Writes acknowledged before the failover or after it survive; the window is measured.
+
+    Sentinel promotes the replica while the old master still takes writes until it is told to
+    follow (about a second): writes acknowledged there are discarded when it resyncs. That is
+    Redis' asynchronous replication (docs/deploy.md); the test counts them and asserts that
+    every write outside that window is on the new master.
+    """
+    first = sentinel.master_address()
+    assert first[1] == sentinel.master.port
+    ledger, stop = Ledger(), asyncio.Event()
+    async with RedisStore.from_url(sentinel.url, namespace="failover", socket_timeout=2.0) as store:
+        workers = [
+            asyncio.create_task(produce(store, ledger, stop)),
+            asyncio.create_task(settle(store, ledger, stop)),
+        ]
+        await wait_until(lambda: len(ledger.confirmed) >= 50, within=10)
+        safe_until = await asyncio.to_thread(replicated_before, sentinel)
+        with sentinel.sentinel.client(password=None) as admin:
+            admin.execute_command("SENTINEL FAILOVER", sentinel.service)
+        await wait_until(lambda: sentinel.master_address() != first, within=15)
+        await wait_until(lambda: _role(sentinel.master) == "slave", within=15)
+        safe_from = time.monotonic()  # the old master takes no more writes
+        before = len(ledger.put), len(ledger.confirmed)
+        await wait_until(
+            lambda: len(ledger.put) > before[0] + 50 and len(ledger.confirmed) > before[1] + 50,
+            within=15,
+        )
+        stop.set()
+        await asyncio.gather(*workers)
+
+        assert sentinel.master_address()[1] == sentinel.replica.port
+        lost_in_window = 0
+        for at, task_id in ledger.put:
+            try:
+                await store.get_by_task_id(task_id)
+            except NotFoundError:
+                assert safe_until < at < safe_from, f"acknowledged put {task_id} lost"
+                lost_in_window += 1
+        for at, task_id in ledger.confirmed:
+            if not safe_until < at < safe_from:
+                assert (await store.get_by_task_id(task_id)).state is State.CONFIRMED
+    print(  # the figures for the report (pytest -s)
+        f"failover: {len(ledger.put)} puts acked, {lost_in_window} of them lost in the "
+        f"{safe_from - safe_until:.2f} s window, {len(ledger.confirmed)} confirmed, "
+        f"{ledger.failed_calls} calls failed in flight, {len(ledger.ambiguous_puts)} ambiguous"
+    )
+    assert lost_in_window == 0, f"{lost_in_window} acknowledged puts lost in the failover"
+
+
+def _role(server: RedisServer) -> str:
+    with server.client(decode_responses=True) as client, contextlib.suppress(RedisError):
+        return str(client.info("replication")["role"])
+    return "unknown"
