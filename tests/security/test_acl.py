@@ -1,0 +1,132 @@
+"""A Redis ACL user with only what retryd needs, on its namespace's keys and channels only.
+
+The rules below are the ones docs/deploy.md gives operators; the test proves the store works
+as that user (every operation, the wake channel included) and that anything else is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis
+from redis.exceptions import NoPermissionError, ResponseError
+
+from store import Change, Record, RedisStore, State, SyncRedisStore
+from tests.servers import RedisServer, redis_server
+
+ADMIN_PASSWORD = "admin-pw"
+APP_PASSWORD = "app-pw"
+NAMESPACE = "retryd"
+
+# What retryd sends: the scripts (EVALSHA, and EVAL/SCRIPT LOAD when the cache was emptied),
+# the commands those scripts run, HGET (get_by_task_id), the wake channel, and what redis-py
+# sends on connect and for health checks (CLIENT SETINFO, PING). INFO lets the worker check
+# the server's persistence and eviction settings without CONFIG.
+COMMANDS = (
+    "+evalsha +eval +script|load +script|exists "
+    "+hget +hexists +hset +hmget +incrby +sadd +smembers "
+    "+zadd +zrem +zrange +zrangebyscore +zcard +zcount +time "
+    "+publish +subscribe +unsubscribe +ping +info +client|setinfo +client|setname"
+)
+
+
+def acl_rules(namespace: str, password: str) -> list[str]:
+    """The ACL SETUSER rules of a retryd user confined to one namespace."""
+    tag = "{" + namespace + "}"
+    return [
+        "on",
+        f">{password}",
+        "resetkeys",
+        f"~{tag}:*",
+        "resetchannels",
+        f"&{tag}:*",
+        "-@all",
+        *COMMANDS.split(),
+    ]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RedisServer]:
+    with redis_server(password=ADMIN_PASSWORD) as started:
+        with started.client() as admin:
+            rules = acl_rules(NAMESPACE, APP_PASSWORD)
+            # CLIENT SETINFO exists from Redis 7.2 on; an older server refuses its name in a rule.
+            if str(admin.info("server")["redis_version"]) < "7.2":
+                rules.remove("+client|setinfo")
+            admin.execute_command("ACL", "SETUSER", "retryd", *rules)
+        yield started
+
+
+def app_url(server: RedisServer) -> str:
+    return f"redis://retryd:{APP_PASSWORD}@127.0.0.1:{server.port}"
+
+
+async def test_every_store_operation_works_as_the_limited_user(server: RedisServer) -> None:
+    async with RedisStore.from_url(app_url(server), namespace=NAMESPACE) as store:
+        wake = store.subscribe_wakeups()
+        await wake.subscribe(store.keys.wake_channel)
+        await store.put_all(Record(task_id="a", type=1, data=b"x"), Record("b", 1, b"y"))
+        message = None
+        for _ in range(20):  # get_message answers None for the subscribe confirmation too
+            message = message or await wake.get_message(timeout=0.1)
+        assert message is not None
+        assert message["channel"] == store.keys.wake_channel.encode()
+        await wake.aclose()  # type: ignore[no-untyped-call]
+        claim = await store.claim({1: 3}, limit=2, lease_seconds=30)
+        assert len(claim.tasks) == 2
+        a, b = (c.record for c in claim.tasks)
+        assert await store.extend([a, b], lease_seconds=60) == [True, True]
+        await store.settle([Change(a, State.CONFIRMED, 0), Change(b, State.PENDING, 1, 0.0)])
+        b = await store.get_by_task_id("b")
+        b.state, b.next_attempt_at = State.FAILED, datetime.now(UTC) + timedelta(seconds=1)
+        await store.update(b)
+        assert await store.count_by_state(State.FAILED) == 1
+        assert [
+            r.task_id
+            for r in await store.get_all_ready_by_state(
+                State.CONFIRMED, datetime.now(UTC) + timedelta(hours=1)
+            )
+        ] == ["a"]
+        assert (await store.stats()).confirmed == 1
+    with server.client() as admin:
+        admin.script_flush()  # the user reloads the scripts by itself (SCRIPT LOAD / EVAL)
+    with SyncRedisStore.from_url(app_url(server), namespace=NAMESPACE) as sync:
+        assert sync.count_by_state(State.CONFIRMED) == 1
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("FLUSHALL",),
+        ("CONFIG", "GET", "*"),
+        ("KEYS", "*"),
+        ("GET", "{other}:tasks"),
+        ("HGET", "{other}:tasks", "a"),
+        ("DEL", "{retryd}:tasks"),
+        ("SHUTDOWN",),
+        ("PUBLISH", "{other}:wake", ""),
+    ],
+)
+def test_anything_else_is_refused(server: RedisServer, command: tuple[str, ...]) -> None:
+    with redis.Redis.from_url(app_url(server)) as client, pytest.raises(NoPermissionError):
+        client.execute_command(*command)
+
+
+def test_scripts_cannot_reach_another_namespace(server: RedisServer) -> None:
+    """ACL key patterns hold inside Lua too: a script given this namespace's keys stays there."""
+    refused = pytest.raises(ResponseError, match="can't access")
+    with redis.Redis.from_url(app_url(server)) as client, refused:
+        client.eval("return redis.call('HGET', '{other}:tasks', 'a')", 1, "{retryd}:tasks")
+
+
+async def test_the_wake_channel_of_another_namespace_is_refused(server: RedisServer) -> None:
+    client = redis.asyncio.Redis.from_url(app_url(server))
+    pubsub = client.pubsub()
+    await pubsub.subscribe("{other}:wake")
+    with pytest.raises(NoPermissionError):
+        await asyncio.wait_for(pubsub.get_message(timeout=1.0), 5)
+    await pubsub.aclose()  # type: ignore[no-untyped-call]
+    await client.aclose()
