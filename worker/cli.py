@@ -1,0 +1,49 @@
+"""`retryd`: the command line. Each subcommand lives in worker/commands/<name>.py.
+
+Exit status: 0 success; 1 not found or version conflict; 2 bad input or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from store import ExistsError, NotFoundError, StaleVersionError, ValidationError
+from worker.errors import ConfigError
+
+__all__ = ["main"]
+
+# The subcommand modules, in the order `retryd --help` lists them.
+COMMANDS = ("run",)
+
+EXIT_OK, EXIT_NOT_FOUND, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="retryd", description="A background retry worker daemon on Redis."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"worker.commands.{name}").add_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except (ConfigError, ValidationError, ExistsError) as error:
+        print(f"retryd: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (NotFoundError, StaleVersionError) as error:
+        print(f"retryd: {error}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

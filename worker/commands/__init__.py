@@ -1,0 +1,1 @@
+"""One module per `retryd` subcommand; worker/cli.py lists them."""

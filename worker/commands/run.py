@@ -1,0 +1,117 @@
+"""`retryd run`: the daemon. Claims and runs tasks until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+from typing import Any
+
+import structlog
+
+from store import RedisStore
+from worker.commands._common import add_config_argument, config_from_args
+from worker.config import Config
+from worker.embedded import EmbeddedServer, running_url
+from worker.logs import configure_logging, secrets_of_url
+from worker.loop import TRANSIENT, Worker
+from worker.registry import default_registry, import_handler_modules
+
+__all__ = ["add_parser"]
+
+log = structlog.get_logger("retryd")
+
+
+def add_parser(commands: Any) -> None:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "run", help="run the worker daemon", description=__doc__
+    )
+    add_config_argument(parser)
+    parser.add_argument(
+        "--burst", action="store_true", help="exit once nothing is due and nothing runs"
+    )
+    parser.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    configure_logging(config.log, secrets_of_url(config.redis.url))
+    import_handler_modules(config.handlers.modules)
+    embedded: EmbeddedServer | None = None
+    url = config.redis.url or running_url(config.embedded.data_dir)
+    if not url:
+        embedded = EmbeddedServer(config.embedded.data_dir)
+        url = embedded.start()
+        log.info("embedded server started", data_dir=str(embedded.data_dir), url=url)
+    try:
+        asyncio.run(_serve(config, url, burst=args.burst))
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    return 0
+
+
+async def _serve(config: Config, url: str, *, burst: bool) -> None:
+    store = RedisStore.from_url(
+        url, namespace=config.redis.namespace, max_data_bytes=config.store.max_data_bytes
+    )
+    worker = Worker(store, default_registry, config)
+    _handle_signals(worker)
+    await _warn_about_server(store)
+    http = await _start_http(config, store, worker)
+    log.info(
+        "worker started",
+        namespace=config.redis.namespace,
+        types=default_registry.types(),
+        concurrency=config.worker.concurrency,
+    )
+    try:
+        await worker.run(burst=burst)
+    finally:
+        if http is not None:
+            http.close()
+        await store.aclose()
+    log.info("worker stopped")
+
+
+def _handle_signals(worker: Worker) -> None:
+    """First SIGTERM/SIGINT: drain and exit 0. A second one: exit at once."""
+    loop = asyncio.get_running_loop()
+    received = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal received
+        received += 1
+        if received > 1:
+            log.warning("second signal; exiting at once", signal=signal.Signals(signum).name)
+            os._exit(1)
+        log.info("stopping", signal=signal.Signals(signum).name)
+        worker.stop()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+
+
+async def _warn_about_server(store: RedisStore) -> None:
+    """Warn when the server may lose acknowledged tasks: no AOF, or an evicting policy."""
+    try:
+        persistence = await store.client.info("persistence")
+        memory = await store.client.info("memory")
+    except TRANSIENT:
+        return  # the worker rides out the outage; the check is advice, not a gate
+    if not int(persistence.get("aof_enabled", 0)):
+        log.warning("redis has append-only persistence off: a crash loses recent tasks")
+    policy = memory.get("maxmemory_policy", "noeviction")
+    if policy != "noeviction":
+        log.warning("redis may evict task keys under memory pressure", maxmemory_policy=policy)
+
+
+async def _start_http(config: Config, store: RedisStore, worker: Worker) -> asyncio.Server | None:
+    if config.metrics.port == 0:
+        return None
+    from worker.http import start_observability_server
+
+    return await start_observability_server(
+        config.metrics, store=store, metrics=worker.metrics, worker=worker
+    )

@@ -1,0 +1,261 @@
+"""Settings: config.toml, overridden key by key from RETRYD_<SECTION>_<KEY> variables.
+
+Every value is checked once, here, so the rest of the worker can trust its settings. A wrong key
+or value is a ConfigError naming it; the CLI turns that into exit status 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Self, get_type_hints
+
+from worker.errors import ConfigError
+
+__all__ = ["Config", "TypeSettings", "load_config"]
+
+ENV_PREFIX = "RETRYD_"
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSettings:
+    url: str = ""  # empty: start the embedded server (see worker/embedded.py)
+    namespace: str = "retryd"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    concurrency: int = 32
+    batch: int = 100
+    lease: float = 30.0
+    shutdown_grace: float = 25.0
+    # Idle workers are woken by a publish when tasks are put; this is only the fallback.
+    poll_interval: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class RetrySettings:
+    max_attempts: int = 10
+    initial_delay: float = 1.0
+    max_delay: float = 3600.0
+    timeout: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class TypeSettings:
+    """Per-type overrides of [retry]; None keeps the default."""
+
+    max_attempts: int | None = None
+    initial_delay: float | None = None
+    max_delay: float | None = None
+    timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HandlersSettings:
+    modules: tuple[str, ...] = ("handlers.examples",)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    host: str = "0.0.0.0"
+    port: int = 9464  # 0 disables the listener
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    level: str = "info"
+    format: str = "console"
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedSettings:
+    data_dir: str = "var/embedded"
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    max_data_bytes: int = 1024 * 1024
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "redis": RedisSettings,
+    "worker": WorkerSettings,
+    "retry": RetrySettings,
+    "handlers": HandlersSettings,
+    "metrics": MetricsSettings,
+    "log": LogSettings,
+    "embedded": EmbeddedSettings,
+    "store": StoreSettings,
+}
+_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+_LOG_FORMATS = ("json", "console")
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+    retry: RetrySettings = field(default_factory=RetrySettings)
+    types: Mapping[int, TypeSettings] = field(default_factory=dict)
+    handlers: HandlersSettings = field(default_factory=HandlersSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    embedded: EmbeddedSettings = field(default_factory=EmbeddedSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any]) -> Self:
+        """Build and check settings from a parsed TOML document."""
+        sections: dict[str, Any] = {}
+        for name, table in raw.items():
+            if name == "types":
+                sections["types"] = _parse_types(table)
+            elif name in _SECTIONS:
+                sections[name] = _parse_section(name, _SECTIONS[name], table)
+            else:
+                raise ConfigError(f"[{name}]: unknown section (known: {_known_sections()})")
+        config = cls(**sections)
+        config.check()
+        return config
+
+    def check(self) -> None:
+        """Refuse values that parse but make no sense together."""
+        _at_least("worker.concurrency", self.worker.concurrency, 1)
+        _at_least("worker.batch", self.worker.batch, 1)
+        _positive("worker.lease", self.worker.lease)
+        _at_least("worker.shutdown_grace", self.worker.shutdown_grace, 0)
+        _positive("worker.poll_interval", self.worker.poll_interval)
+        _check_retry("retry", dataclasses.asdict(self.retry))
+        for task_type, overrides in self.types.items():
+            _check_retry(f"types.{task_type}", dataclasses.asdict(overrides))
+        if not 0 <= self.metrics.port <= 65535:
+            raise ConfigError(f"metrics.port: must be in 0..65535, got {self.metrics.port}")
+        if self.log.level not in _LOG_LEVELS:
+            raise ConfigError(f"log.level: must be one of {', '.join(_LOG_LEVELS)}")
+        if self.log.format not in _LOG_FORMATS:
+            raise ConfigError(f"log.format: must be one of {', '.join(_LOG_FORMATS)}")
+        _at_least("store.max_data_bytes", self.store.max_data_bytes, 1)
+
+    def apply_type_overrides(self, task_type: int, settings: RetrySettings) -> RetrySettings:
+        """settings with [types.N]'s overrides applied."""
+        overrides = self.types.get(task_type, TypeSettings())
+        chosen = {k: v for k, v in dataclasses.asdict(overrides).items() if v is not None}
+        return dataclasses.replace(settings, **chosen)
+
+
+def load_config(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Config:
+    """Read the TOML file at path (None: built-in defaults), then apply RETRYD_* overrides."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {os.fspath(path)!r} does not exist") from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError(f"config file {os.fspath(path)!r}: {error}") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"config file {os.fspath(path)!r}: invalid TOML: {error}") from None
+    for name, text in env.items():
+        if name.startswith(ENV_PREFIX):
+            _apply_env(raw, name, text)
+    return Config.from_mapping(raw)
+
+
+def _apply_env(raw: dict[str, Any], name: str, text: str) -> None:
+    """Put one RETRYD_SECTION_KEY override into raw; variables of no known section are left."""
+    rest = name[len(ENV_PREFIX) :].lower()
+    if rest.startswith("types_"):
+        task_type, _, key = rest[len("types_") :].partition("_")
+        section = raw.setdefault("types", {}).setdefault(task_type, {})
+        section[key] = _env_value(name, TypeSettings, key, text)
+        return
+    for section_name, settings in _SECTIONS.items():
+        if rest.startswith(section_name + "_"):
+            key = rest[len(section_name) + 1 :]
+            raw.setdefault(section_name, {})[key] = _env_value(name, settings, key, text)
+            return
+    # Anything else (RETRYD_TEST_REDIS_URL, say) belongs to someone else: not ours to refuse.
+
+
+def _env_value(variable: str, settings: type[Any], key: str, text: str) -> Any:
+    hints = get_type_hints(settings)
+    if key not in hints:
+        raise ConfigError(f"{variable}: unknown key {key!r} (known: {', '.join(hints)})")
+    wanted = hints[key]
+    if wanted in (str,):
+        return text
+    if wanted == tuple[str, ...]:
+        return [item.strip() for item in text.split(",") if item.strip()]
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        raise ConfigError(f"{variable}: {text!r} is not a valid value") from None
+
+
+def _parse_section(name: str, settings: type[Any], table: Any) -> Any:
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"[{name}]: must be a table")
+    hints = get_type_hints(settings)
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in hints:
+            raise ConfigError(f"{name}.{key}: unknown key (known: {', '.join(hints)})")
+        values[key] = _coerce(f"{name}.{key}", hints[key], value)
+    return settings(**values)
+
+
+def _parse_types(table: Any) -> dict[int, TypeSettings]:
+    if not isinstance(table, Mapping):
+        raise ConfigError("[types]: must be tables named by task type, like [types.7]")
+    parsed: dict[int, TypeSettings] = {}
+    for name, overrides in table.items():
+        if not str(name).isdigit() or not 1 <= int(name) <= 2**32 - 1:
+            raise ConfigError(f"[types.{name}]: a task type is an integer in 1..4294967295")
+        parsed[int(name)] = _parse_section(f"types.{name}", TypeSettings, overrides)
+    return parsed
+
+
+def _coerce(key: str, wanted: Any, value: Any) -> Any:
+    """Check value against the field's type; ints are accepted where seconds are floats."""
+    if isinstance(wanted, types.UnionType):  # `int | None` and the like
+        options = [t for t in wanted.__args__ if t is not type(None)]
+        return _coerce(key, options[0], value)
+    if wanted == tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key}: must be a list of strings, got {value!r}")
+        return tuple(value)
+    if wanted is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, bool) or not isinstance(value, wanted):
+        raise ConfigError(f"{key}: must be {wanted.__name__}, got {value!r}")
+    return value
+
+
+def _known_sections() -> str:
+    return ", ".join([*_SECTIONS, "types.N"])
+
+
+def _at_least(key: str, value: float, low: float) -> None:
+    if value < low:
+        raise ConfigError(f"{key}: must be at least {low}, got {value}")
+
+
+def _positive(key: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(f"{key}: must be greater than 0, got {value}")
+
+
+def _check_retry(prefix: str, values: Mapping[str, Any]) -> None:
+    if values.get("max_attempts") is not None:
+        _at_least(f"{prefix}.max_attempts", values["max_attempts"], 1)
+    for key in ("initial_delay", "max_delay"):
+        if values.get(key) is not None:
+            _at_least(f"{prefix}.{key}", values[key], 0)
+    if values.get("timeout") is not None:
+        _positive(f"{prefix}.timeout", values["timeout"])

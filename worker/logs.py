@@ -1,0 +1,82 @@
+"""structlog set-up: JSON lines for machines, readable lines on a terminal, secrets scrubbed.
+
+Every value of every event passes through the scrubber, so a password that reaches a log line
+by any path (an exception text, a URL) is replaced before anything is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import structlog
+
+from worker.config import LogSettings
+
+__all__ = ["configure_logging", "secrets_of_url"]
+
+REDACTED = "***"
+
+
+def secrets_of_url(url: str) -> list[str]:
+    """The credentials a Redis URL carries (password, and the whole user:password pair)."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return []
+    if not password:
+        return []
+    return [f"{parts.username or ''}:{password}", password]
+
+
+class SecretScrubber:
+    """A structlog processor replacing each known secret in every string value."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def __call__(
+        self, logger: Any, method: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        if self._secrets:
+            for key, value in event.items():
+                event[key] = self._scrub(value)
+        return event
+
+    def _scrub(self, value: Any) -> Any:
+        if not isinstance(value, str):
+            if isinstance(value, BaseException):
+                value = f"{type(value).__name__}: {value}"
+            else:
+                return value
+        for secret in self._secrets:
+            value = value.replace(secret, REDACTED)
+        return value
+
+
+def configure_logging(settings: LogSettings, secrets: Iterable[str] = ()) -> None:
+    """Route structlog to stderr at settings.level, as JSON or console lines."""
+    renderer: Any
+    if settings.format == "json":
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            SecretScrubber(secrets),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[settings.level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=True,
+    )

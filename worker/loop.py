@@ -1,0 +1,310 @@
+"""The worker: claim due tasks, run their handlers, record outcomes in batches.
+
+Four small loops share one event loop: the claimer (leases what it can run), the writer (settles
+outcomes, one script call per batch), the lease keeper (extends leases of running handlers) and
+the listener (wakes the claimer when tasks are put). Redis decides what is due, by its clock.
+This module talks to the store through its public API only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from redis.exceptions import RedisError
+
+from store import Change, Claimed, RedisStore
+from worker.config import Config, RetrySettings
+from worker.errors import ConfigError
+from worker.metrics import WorkerMetrics
+from worker.outage import Outage
+from worker.outcomes import Outcome, decide, release
+from worker.registry import HandlerSpec, Registry
+
+__all__ = ["Worker"]
+
+log = structlog.get_logger("retryd.worker")
+
+# What a Redis call may fail with while the server is away (connection, timeout, loading,
+# failover); OSError for sockets that fail below redis-py.
+TRANSIENT = (RedisError, OSError)
+_SETTLE_BATCH = 1000
+
+
+@dataclass(slots=True)
+class _Running:
+    claimed: Claimed
+    spec: HandlerSpec
+    retry: RetrySettings
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass(slots=True)
+class _Pending:
+    change: Change
+    outcome: Outcome
+    running: _Running
+
+
+class Worker:
+    """Runs the handlers of a Registry on the tasks of a RedisStore, until stopped."""
+
+    def __init__(
+        self,
+        store: RedisStore,
+        registry: Registry,
+        config: Config,
+        *,
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
+        if not registry.types():
+            raise ConfigError("handlers.modules: no handler is registered, nothing to run")
+        self._store = store
+        self._registry = registry
+        self._settings = config.worker
+        self._retry = {spec.type: _retry_for(config, spec) for spec in registry.specs()}
+        self._max_attempts = {t: r.max_attempts for t, r in self._retry.items()}
+        self.metrics = metrics or WorkerMetrics(registry.types())
+        self._outage = Outage(self.metrics)
+        self._running: dict[str, _Running] = {}
+        self._pending: list[_Pending] = []
+        self._unwritten = 0  # outcomes decided but not yet settled in Redis
+        self._nudge = asyncio.Event()  # tasks put, a slot freed, or stop: claim again
+        self._outcomes_ready = asyncio.Event()
+        self._written = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._releasing = False
+        self._executor = ThreadPoolExecutor(
+            max_workers=self._settings.concurrency, thread_name_prefix="retryd-handler"
+        )
+        self.last_tick = time.monotonic()  # /healthz: the claimer is alive while this moves
+
+    @property
+    def outage(self) -> bool:
+        return self._outage.ongoing
+
+    def stop(self) -> None:
+        """Stop claiming; run() then drains in-flight handlers and returns."""
+        self._stopping.set()
+        self._nudge.set()
+
+    async def run(self, *, burst: bool = False) -> None:
+        """Work until stop() (or, with burst, until nothing is due and nothing runs)."""
+        helpers = [
+            asyncio.create_task(self._write_outcomes(), name="retryd-writer"),
+            asyncio.create_task(self._keep_leases(), name="retryd-leases"),
+        ]
+        if not burst:
+            helpers.append(asyncio.create_task(self._listen_for_wakeups(), name="retryd-wake"))
+        try:
+            await self._claim_until_stopped(burst)
+            await self._drain()
+        finally:
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _claim_until_stopped(self, burst: bool) -> None:
+        while not self._stopping.is_set():
+            self.last_tick = time.monotonic()
+            free = self._settings.concurrency - len(self._running)
+            if free <= 0:
+                # Cleared here, not only before claiming: a nudge left set would make every
+                # wait return at once without yielding, and the handlers could never finish.
+                self._nudge.clear()
+                await self._pause(self._settings.poll_interval)
+                continue
+            self._nudge.clear()
+            limit = min(self._settings.batch, free)
+            try:
+                claim = await self._store.claim(
+                    self._max_attempts, limit=limit, lease_seconds=self._settings.lease
+                )
+            except TRANSIENT as error:
+                await self._pause(self._outage.failed(error))
+                continue
+            self._outage.recovered()
+            received = time.monotonic()
+            for claimed in claim.tasks:
+                start_delay = (claim.now - claimed.due_at).total_seconds()
+                self._start(claimed, start_delay, received)
+            for task_id in claim.damaged:
+                log.error("damaged task set aside; repair or delete it", task_id=task_id)
+            if len(claim.tasks) + len(claim.damaged) >= limit:
+                continue
+            if burst and not claim.tasks and not self._running:
+                if not self._unwritten:
+                    return
+                await self._all_written()
+                continue
+            sleep = self._settings.poll_interval
+            if claim.next_due is not None:
+                sleep = min(sleep, max((claim.next_due - claim.now).total_seconds(), 0.0))
+            await self._pause(sleep)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep up to seconds, or less if nudged (tasks put, a slot freed, stop)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._nudge.wait()
+
+    def _start(self, claimed: Claimed, start_delay: float, received: float) -> None:
+        record = claimed.record
+        spec = self._registry.get(record.type)
+        assert spec is not None, "claim returns only the types we asked for"
+        running = _Running(claimed, spec, self._retry[record.type])
+        self._running[record.task_id] = running
+        delay = start_delay + (time.monotonic() - received)
+        self.metrics.task_started(record.type, delay)
+        running.task = asyncio.create_task(self._execute(running))
+
+    async def _execute(self, running: _Running) -> None:
+        record = running.claimed.record
+        started = time.perf_counter()
+        timeout = asyncio.timeout(running.retry.timeout)
+        try:
+            async with timeout:
+                await self._call(running.spec, record.clone())
+        except asyncio.CancelledError:
+            if not self._releasing:
+                raise
+            change, outcome = release(record)
+        except Exception as failure:  # a handler may raise anything: it is the task's outcome
+            change, outcome = decide(record, failure, running.retry)
+            _task_log(record).warning(
+                "handler failed", outcome=outcome.value, error=_describe(failure, timeout)
+            )
+        else:
+            change, outcome = decide(record, None, running.retry)
+        finally:
+            self.metrics.task_finished(record.type, time.perf_counter() - started)
+            del self._running[record.task_id]
+            self._nudge.set()
+        self._unwritten += 1
+        self._pending.append(_Pending(change, outcome, running))
+        self._outcomes_ready.set()
+
+    async def _call(self, spec: HandlerSpec, record: Any) -> None:
+        if spec.is_async:
+            await spec.func(record)
+        else:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._executor, spec.func, record)
+
+    async def _write_outcomes(self) -> None:
+        while True:
+            await self._outcomes_ready.wait()
+            self._outcomes_ready.clear()
+            while self._pending:
+                batch = self._pending[:_SETTLE_BATCH]
+                del self._pending[:_SETTLE_BATCH]
+                await self._settle(batch)
+                self._unwritten -= len(batch)
+                self._nudge.set()  # a retry due now can be claimed at once
+            self._written.set()
+
+    async def _settle(self, batch: list[_Pending]) -> None:
+        """Write one batch of outcomes, retrying through outages: outcomes are never dropped."""
+        while True:
+            try:
+                results = await self._store.settle([p.change for p in batch])
+                break
+            except TRANSIENT as error:
+                await asyncio.sleep(self._outage.failed(error))
+        self._outage.recovered()
+        for pending, result in zip(batch, results, strict=True):
+            record = pending.change.record
+            if result is None:
+                self.metrics.outcome(record.type, Outcome.CONFLICT)
+                _task_log(record).warning(
+                    "outcome refused: another worker holds the task now",
+                    outcome=pending.outcome.value,
+                )
+            else:
+                self.metrics.outcome(record.type, pending.outcome)
+
+    async def _keep_leases(self) -> None:
+        interval = self._settings.lease / 3
+        while True:
+            await asyncio.sleep(interval)
+            records = [r.claimed.record for r in self._running.values()]
+            if not records:
+                continue
+            try:
+                held = await self._store.extend(records, lease_seconds=self._settings.lease)
+            except TRANSIENT as error:
+                self._outage.failed(error)
+                continue
+            for record, ok in zip(records, held, strict=True):
+                if not ok:
+                    _task_log(record).warning("lease lost; the outcome of this run will be refused")
+
+    async def _listen_for_wakeups(self) -> None:
+        while True:
+            pubsub = self._store.subscribe_wakeups()
+            try:
+                await pubsub.subscribe(self._store.keys.wake_channel)
+                while True:
+                    message = await pubsub.get_message(timeout=None)
+                    if message is not None:
+                        self._nudge.set()
+            except TRANSIENT as error:
+                await asyncio.sleep(self._outage.failed(error))
+            finally:
+                with contextlib.suppress(*TRANSIENT):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _drain(self) -> None:
+        """Let running handlers finish within shutdown_grace, release the rest, flush outcomes."""
+        running = [r.task for r in self._running.values() if r.task is not None]
+        if running:
+            log.info("draining", inflight=len(running), grace=self._settings.shutdown_grace)
+            _, late = await asyncio.wait(running, timeout=self._settings.shutdown_grace)
+            if late:
+                self._releasing = True
+                for task in late:
+                    task.cancel()
+                await asyncio.wait(late)
+        await self._all_written()
+
+    async def _all_written(self) -> None:
+        while self._unwritten:
+            self._written.clear()
+            await self._written.wait()
+
+
+def _retry_for(config: Config, spec: HandlerSpec) -> RetrySettings:
+    """[retry] defaults, then the decorator's arguments, then [types.N]: operators get the
+    last word, without a code change."""
+    from_decorator: dict[str, Any] = {
+        "max_attempts": spec.max_attempts,
+        "initial_delay": spec.initial_delay,
+        "max_delay": spec.max_delay,
+        "timeout": spec.timeout,
+    }
+    settings = dataclasses.replace(
+        config.retry, **{k: v for k, v in from_decorator.items() if v is not None}
+    )
+    return config.apply_type_overrides(spec.type, settings)
+
+
+def _task_log(record: Any) -> Any:
+    return log.bind(
+        task_id=record.task_id,
+        type=record.type,
+        attempt=record.failed_attempts + 1,
+        reference_id=record.reference_id,
+    )
+
+
+def _describe(error: BaseException, timeout: asyncio.Timeout) -> str:
+    if timeout.expired():
+        return "TimeoutError: the handler ran past its timeout"
+    return f"{type(error).__name__}: {error}"
