@@ -131,7 +131,9 @@ def async_client_from_url(url: str, **options: Any) -> AsyncClient:
     sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
         target.nodes, sentinel_kwargs=sentinel_kwargs, **kwargs
     )
-    master: redis.asyncio.Redis = sentinel.master_for(str(target.service_name))
+    master: redis.asyncio.Redis = sentinel.master_for(
+        str(target.service_name), redis_class=_AsyncSentinelMaster
+    )
     return master
 
 
@@ -153,6 +155,16 @@ def sync_client_from_url(url: str, **options: Any) -> SyncClient:
         str(target.service_name)
     )
     return master
+
+
+class _AsyncSentinelMaster(redis.asyncio.Redis):
+    """A Sentinel-managed master client that also closes its connections to the Sentinels."""
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        manager = getattr(self.connection_pool, "sentinel_manager", None)
+        for sentinel in getattr(manager, "sentinels", []):
+            await sentinel.aclose()
 
 
 def _standalone(client_class: Any, url: str, options: Mapping[str, Any]) -> Any:
