@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import structlog
-from tenacity import RetryCallState, wait_exponential_jitter
+from tenacity import RetryCallState, wait_exponential, wait_random
 
 from worker.metrics import WorkerMetrics
 
@@ -19,7 +19,9 @@ class Outage:
 
     def __init__(self, metrics: WorkerMetrics, *, max_wait: float = 5.0) -> None:
         self._metrics = metrics
-        self._wait = wait_exponential_jitter(initial=0.05, max=max_wait, jitter=0.05)
+        # Not wait_exponential_jitter(initial=...): deprecated in tenacity 9.2 (a warning each
+        # call); exponential plus random jitter is the same wait on every tenacity version.
+        self._wait = wait_exponential(multiplier=0.05, max=max_wait) + wait_random(0, 0.05)
         self._since: float | None = None
         self._failures = 0
 
