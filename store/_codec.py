@@ -10,9 +10,9 @@ from __future__ import annotations
 import struct
 
 from store.errors import StoreError
-from store.record import Record, State, from_micros, to_micros
+from store.record import Record, State, from_micros
 
-__all__ = ["decode_record", "encode_tail", "micros_or_empty"]
+__all__ = ["decode_record", "encode_tail"]
 
 # format, id, version, type, state, flags, failed_attempts, next_attempt_at_us, created_at_us,
 # then the reference id's length + 1 (0 = none). Lua rewrites the first 43 bytes only.
@@ -50,9 +50,3 @@ def decode_record(task_id: bytes | str, packed: bytes) -> Record:
         id=id_,
         version=version,
     )
-
-
-def micros_or_empty(field: str, record: Record) -> int | str:
-    """A record's timestamp in microseconds, or '' for the script to default it."""
-    moment = getattr(record, field)
-    return "" if moment is None else to_micros(field, moment)

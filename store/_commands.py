@@ -7,6 +7,7 @@ shells over the same requests, the same checks and the same error mapping.
 from __future__ import annotations
 
 import enum
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,13 +15,22 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from store._codec import decode_record, encode_tail, micros_or_empty
+from store._codec import decode_record, encode_tail
 from store._keys import Keys
 from store._scripts import ScriptName
 from store.errors import ExistsError, NotFoundError, StaleVersionError, StoreError, ValidationError
 from store.protocol import check_batch, check_query, check_update
 from store.queue import Change, Claim, Claimed, Stats
-from store.record import MAX_UINT32, Ordering, Record, State, check_state, from_micros, to_utc
+from store.record import (
+    MAX_UINT32,
+    Ordering,
+    Record,
+    State,
+    check_state,
+    from_micros,
+    to_micros,
+    to_utc,
+)
 
 __all__ = ["Call", "Commands"]
 
@@ -39,6 +49,8 @@ class Call:
     script: ScriptName
     keys: list[str]
     args: list[Arg]
+    # The task ids the call is about, in order, for naming them in errors.
+    subjects: Sequence[str] = ()
 
 
 class ScriptError(enum.Enum):
@@ -58,13 +70,10 @@ class Commands:
 
     def put_all(self, records: Sequence[Record]) -> Call:
         check_batch(records, self.max_data_bytes)
-        args: list[Arg] = [self.keys.wake_channel]
-        for r in records:
-            args += [r.task_id, r.type, int(r.state), r.failed_attempts]
-            args += [micros_or_empty("next_attempt_at", r), micros_or_empty("created_at", r)]
-            args.append(encode_tail(r))
+        batch = b"".join(_pack_new_record(r) for r in records)
         keys = [self.keys.tasks, self.keys.sequence, self.keys.types, self.keys.index_prefix]
-        return Call("put_all", keys, args)
+        subjects = [r.task_id for r in records]
+        return Call("put_all", keys, [self.keys.wake_channel, batch], subjects)
 
     def put_all_done(self, records: Sequence[Record], reply: Any) -> None:
         first_id, now = int(reply[0]), from_micros(int(reply[1]))
@@ -82,7 +91,7 @@ class Commands:
             raise StaleVersionError(f"task {record.task_id!r} is not at version {record.version}")
         args: list[Arg] = [record.task_id, record.version, int(record.state)]
         args += [record.failed_attempts, next_attempt]
-        return Call("update", [self.keys.tasks, self.keys.index_prefix], args)
+        return Call("update", [self.keys.tasks, self.keys.index_prefix], args, [record.task_id])
 
     def get_ready(
         self, state: State, as_of: datetime, cursor: int | None, limit: int, direction: Ordering
@@ -128,30 +137,17 @@ class Commands:
     def settle(self, changes: Sequence[Change]) -> Call:
         if not changes:
             raise ValidationError("changes", "settle needs at least one change")
-        args: list[Arg] = [self.keys.wake_channel]
-        for c in changes:
-            state = check_state("state", c.state)
-            if not 0 <= c.failed_attempts <= MAX_UINT32:
-                raise ValidationError("failed_attempts", f"must be in 0..{MAX_UINT32}")
-            args += [c.record.task_id, c.record.version, int(state), c.failed_attempts]
-            args.append(_micros("delay", c.delay_seconds))
-        return Call("settle", [self.keys.tasks, self.keys.index_prefix], args)
+        batch = b"".join(_pack_change(c) for c in changes)
+        keys = [self.keys.tasks, self.keys.index_prefix]
+        return Call("settle", keys, [self.keys.wake_channel, batch])
 
-    def settle_done(self, changes: Sequence[Change], reply: Any) -> list[Record | None]:
-        """Copy each applied change's stored record into its Change.record; None where stale."""
-        results: list[Record | None] = []
-        for change, packed in zip(changes, reply[1:], strict=True):
-            if packed is None:
-                results.append(None)
-                continue
-            decode_record(change.record.task_id, packed).copy_to(change.record)
-            results.append(change.record)
-        return results
+    def flags_done(self, reply: Any) -> list[bool]:
+        """The per-item 1/0 answers of settle and extend, after the server's now."""
+        return [flag == 1 for flag in reply[1:]]
 
     def extend(self, records: Sequence[Record], lease_seconds: float) -> Call:
-        args: list[Arg] = [_micros("lease", lease_seconds)]
-        for r in records:
-            args += [r.task_id, r.version]
+        batch = b"".join(_pack_task_id(r.task_id) + _VERSION.pack(r.version) for r in records)
+        args: list[Arg] = [_micros("lease", lease_seconds), batch]
         return Call("extend", [self.keys.tasks, self.keys.index_prefix], args)
 
     def stats(self) -> Call:
@@ -172,14 +168,48 @@ class Commands:
         """Map a script's error reply to the store's exception."""
         code, _, detail = str(error).partition(" ")
         if code == ScriptError.STALE.value:
-            task_id = call.args[0]
-            return StaleVersionError(f"task {task_id!r} is missing or not at the given version")
+            return StaleVersionError(
+                f"task {call.subjects[0]!r} is missing or not at the given version"
+            )
         if code == ScriptError.EXISTS.value:
-            task_id = call.args[1 + 7 * int(detail)]
-            return ExistsError(f"task {task_id!r} already exists")
+            return ExistsError(f"task {call.subjects[int(detail)]!r} already exists")
         if code == ScriptError.INVALID.value:
             return ValidationError(detail, f"refused by the {call.script} script")
         return StoreError(f"the {call.script} script failed: {error}")
+
+
+_NEW_RECORD = struct.Struct(">IBIBqqI")
+_CHANGE = struct.Struct(">qBIq")
+_VERSION = struct.Struct(">q")
+_TASK_ID_SIZE = struct.Struct(">H")
+
+
+def _pack_task_id(task_id: str) -> bytes:
+    encoded = task_id.encode("utf-8")
+    return _TASK_ID_SIZE.pack(len(encoded)) + encoded
+
+
+def _pack_new_record(r: Record) -> bytes:
+    """One record of a put_all batch, laid out as put_all.lua reads it."""
+    given = (r.next_attempt_at is not None) | (r.created_at is not None) << 1
+    next_at = to_micros("next_attempt_at", r.next_attempt_at) if r.next_attempt_at else 0
+    created = to_micros("created_at", r.created_at) if r.created_at else 0
+    tail = encode_tail(r)
+    fields = _NEW_RECORD.pack(
+        r.type, int(r.state), r.failed_attempts, given, next_at, created, len(tail)
+    )
+    return _pack_task_id(r.task_id) + fields + tail
+
+
+def _pack_change(c: Change) -> bytes:
+    """One change of a settle batch, laid out as settle.lua reads it."""
+    state = check_state("state", c.state)
+    if not 0 <= c.failed_attempts <= MAX_UINT32:
+        raise ValidationError("failed_attempts", f"must be in 0..{MAX_UINT32}")
+    delay = _micros("delay", c.delay_seconds)
+    return _pack_task_id(c.record.task_id) + _CHANGE.pack(
+        c.record.version, int(state), c.failed_attempts, delay
+    )
 
 
 def _micros(field: str, seconds: float) -> int:

@@ -133,17 +133,17 @@ class RedisStore:
         call = self._commands.claim(max_attempts, limit, lease_seconds)
         return self._commands.claim_done(await self._run(call))
 
-    async def settle(self, changes: Sequence[Change]) -> list[Record | None]:
-        """Apply each change whose record still holds its version; None for the others."""
-        call = self._commands.settle(changes)
-        return self._commands.settle_done(changes, await self._run(call))
+    async def settle(self, changes: Sequence[Change]) -> list[bool]:
+        """Apply each change whose record still holds its version; False for the others."""
+        return self._commands.flags_done(await self._run(self._commands.settle(changes)))
 
     async def extend(self, records: Sequence[Record], *, lease_seconds: float) -> list[bool]:
         """Push forward the leases still held at each record's version; False where lost."""
         if not records:
             return []
-        reply = await self._run(self._commands.extend(records, lease_seconds))
-        return [bool(flag) for flag in reply[1:]]
+        return self._commands.flags_done(
+            await self._run(self._commands.extend(records, lease_seconds))
+        )
 
     async def stats(self) -> Stats:
         """Counts per state, due-now count and oldest due instant, in one snapshot."""

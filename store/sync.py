@@ -96,9 +96,9 @@ class SyncRedisStore:
     def count_by_state(self, state: State) -> int:
         return int(self._run(self._commands.count(state)))
 
-    def settle(self, changes: Sequence[Change]) -> list[Record | None]:
-        """Apply each change whose record still holds its version; None for the others."""
-        return self._commands.settle_done(changes, self._run(self._commands.settle(changes)))
+    def settle(self, changes: Sequence[Change]) -> list[bool]:
+        """Apply each change whose record still holds its version; False for the others."""
+        return self._commands.flags_done(self._run(self._commands.settle(changes)))
 
     def _run(self, call: Call) -> Any:
         try:

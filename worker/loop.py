@@ -89,6 +89,11 @@ class Worker:
     def outage(self) -> bool:
         return self._outage.ongoing
 
+    @property
+    def poll_interval(self) -> float:
+        """[worker] poll_interval: /healthz allows a few of these between ticks."""
+        return self._settings.poll_interval
+
     def stop(self) -> None:
         """Stop claiming; run() then drains in-flight handlers and returns."""
         self._stopping.set()
@@ -123,6 +128,9 @@ class Worker:
                 continue
             self._nudge.clear()
             limit = min(self._settings.batch, free)
+            # Burst ends only on an empty claim that no outcome could have raced: an outcome
+            # settled while the claim was in flight may have made a retry due after it ran.
+            idle_before = not self._running and not self._unwritten
             try:
                 claim = await self._store.claim(
                     self._max_attempts, limit=limit, lease_seconds=self._settings.lease
@@ -140,7 +148,7 @@ class Worker:
             if len(claim.tasks) + len(claim.damaged) >= limit:
                 continue
             if burst and not claim.tasks and not self._running:
-                if not self._unwritten:
+                if idle_before and not self._unwritten:
                     return
                 await self._all_written()
                 continue
@@ -221,7 +229,7 @@ class Worker:
         self._outage.recovered()
         for pending, result in zip(batch, results, strict=True):
             record = pending.change.record
-            if result is None:
+            if not result:
                 self.metrics.outcome(record.type, Outcome.CONFLICT)
                 _task_log(record).warning(
                     "outcome refused: another worker holds the task now",

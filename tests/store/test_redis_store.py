@@ -322,12 +322,10 @@ async def test_settle_fences_each_change_by_its_version(redis_store: RedisStore)
             Change(by_id["retry"], State.PENDING, 1, delay_seconds=60.0),
         ]
     )
-    assert results[0] is by_id["ok"]
-    assert results[1] is None
-    assert results[2] is by_id["retry"]
-    assert by_id["ok"].state is State.CONFIRMED
-    assert by_id["ok"].version == claim.tasks[0].record.version
-    assert await redis_store.get_by_task_id("ok") == by_id["ok"]
+    assert results == [True, False, True]
+    ok = await redis_store.get_by_task_id("ok")
+    assert ok.state is State.CONFIRMED
+    assert ok.version == by_id["ok"].version + 1
     assert await redis_store.get_by_task_id("stale") == before
     retry = await redis_store.get_by_task_id("retry")
     assert (retry.failed_attempts, retry.state) == (1, State.PENDING)
@@ -337,8 +335,8 @@ async def test_settle_bumps_the_version_and_clears_the_lease(redis_store: RedisS
     await redis_store.put_all(rec("a"))
     (claimed,) = (await redis_store.claim({7: 3}, limit=1, lease_seconds=LONG_LEASE)).tasks
     version = claimed.record.version
-    await redis_store.settle([Change(claimed.record, State.PENDING, 0)])
-    assert claimed.record.version == version + 1
+    assert await redis_store.settle([Change(claimed.record, State.PENDING, 0)]) == [True]
+    assert (await redis_store.get_by_task_id("a")).version == version + 1
     (again,) = (await redis_store.claim({7: 3}, limit=1, lease_seconds=LONG_LEASE)).tasks
     assert again.record.failed_attempts == 0  # settled, so not an abandoned lease
     assert await redis_store.extend([claimed.record], lease_seconds=1.0) == [False]
@@ -347,9 +345,11 @@ async def test_settle_bumps_the_version_and_clears_the_lease(redis_store: RedisS
 async def test_settle_delay_is_relative_to_server_time(redis_store: RedisStore) -> None:
     await redis_store.put_all(rec("a", next_attempt_at=T0))
     claim = await redis_store.claim({7: 3}, limit=1, lease_seconds=LONG_LEASE)
-    (settled,) = await redis_store.settle([Change(claim.tasks[0].record, State.PENDING, 1, 2.5)])
+    assert await redis_store.settle([Change(claim.tasks[0].record, State.PENDING, 1, 2.5)]) == [
+        True
+    ]
     after = await redis_store.stats()
-    assert settled is not None
+    settled = await redis_store.get_by_task_id("a")
     assert settled.next_attempt_at is not None
     delay = timedelta(seconds=2.5)
     assert claim.now + delay <= settled.next_attempt_at <= after.now + delay
@@ -377,7 +377,7 @@ async def test_extend_keeps_the_lease_without_changing_the_version(
     assert claimed.record.next_attempt_at is not None
     assert stored.next_attempt_at > claimed.record.next_attempt_at
     results = await redis_store.settle([Change(claimed.record, State.CONFIRMED, 0)])
-    assert results == [claimed.record]
+    assert results == [True]
 
 
 async def test_extend_reports_lost_leases(redis_store: RedisStore) -> None:
@@ -447,8 +447,8 @@ async def test_sync_settle_sees_the_same_records(
     stale = b.clone()
     stale.version = 1
     assert sync_store.settle([Change(a, State.CONFIRMED, 0), Change(stale, State.FAILED, 1)]) == [
-        a,
-        None,
+        True,
+        False,
     ]
     assert sync_store.count_by_state(State.CONFIRMED) == 1
     assert (await redis_store.get_by_task_id("b")).state is State.PENDING
