@@ -69,7 +69,8 @@ async def settle(store: RedisStore, ledger: Ledger, stop: asyncio.Event) -> None
             changes = [Change(c.record, State.CONFIRMED, 0) for c in claim.tasks]
             done = await store.settle(changes)
             now = time.monotonic()
-            ledger.confirmed += [(now, c.record.task_id) for c, ok in zip(changes, done) if ok]
+            settled = zip(changes, done, strict=True)
+            ledger.confirmed += [(now, c.record.task_id) for c, ok in settled if ok]
         except IN_FLIGHT:
             ledger.failed_calls += 1
             await asyncio.sleep(0.01)
