@@ -1,0 +1,36 @@
+"""`retryd get TASK_ID`: print one task record (exit 1 if there is no such task)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from store import RedisStore
+from worker.commands._common import add_config_argument
+from worker.commands._output import add_json_argument, print_json, record_json, record_lines
+from worker.commands._session import with_store
+from worker.config import Config
+
+__all__ = ["add_parser", "main"]
+
+
+def add_parser(commands: Any) -> None:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "get", help="show one task", description=__doc__
+    )
+    parser.add_argument("task_id", metavar="TASK_ID")
+    add_config_argument(parser)
+    add_json_argument(parser)
+    parser.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    async def show(config: Config, store: RedisStore) -> int:
+        record = await store.get_by_task_id(args.task_id)
+        if args.json:
+            print_json(record_json(record))
+        else:
+            print("\n".join(record_lines(record)))
+        return 0
+
+    return with_store(args, show)
