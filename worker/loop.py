@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from store import Change, Claimed, RedisStore
 from worker.config import Config, RetrySettings
@@ -32,8 +32,9 @@ __all__ = ["Worker"]
 log = structlog.get_logger("retryd.worker")
 
 # What a Redis call may fail with while the server is away (connection, timeout, loading,
-# failover); OSError for sockets that fail below redis-py.
-TRANSIENT = (RedisError, OSError)
+# failover); OSError for sockets that fail below redis-py; RedisClusterException for a cluster
+# none of whose nodes answers (redis-py does not derive it from RedisError).
+TRANSIENT = (RedisError, RedisClusterException, OSError)
 _SETTLE_BATCH = 1000
 
 
@@ -43,6 +44,8 @@ class _Running:
     spec: HandlerSpec
     retry: RetrySettings
     task: asyncio.Task[None] | None = None
+    deadline: asyncio.TimerHandle | None = None
+    timed_out: bool = False
 
 
 @dataclass(slots=True)
@@ -71,6 +74,7 @@ class Worker:
         self._retry = {spec.type: _retry_for(config, spec) for spec in registry.specs()}
         self._max_attempts = {t: r.max_attempts for t, r in self._retry.items()}
         self.metrics = metrics or WorkerMetrics(registry.types())
+        self.metrics.count_inflight(lambda: len(self._running))
         self._outage = Outage(self.metrics)
         self._running: dict[str, _Running] = {}
         self._pending: list[_Pending] = []
@@ -172,29 +176,38 @@ class Worker:
         delay = start_delay + (time.monotonic() - received)
         self.metrics.task_started(record.type, delay)
         running.task = asyncio.create_task(self._execute(running))
+        # A timer, not asyncio.timeout(): one call_later per task is a third of the cost.
+        loop = asyncio.get_running_loop()
+        running.deadline = loop.call_later(running.retry.timeout, _time_out, running)
 
     async def _execute(self, running: _Running) -> None:
         record = running.claimed.record
         started = time.perf_counter()
-        timeout = asyncio.timeout(running.retry.timeout)
+        failure: Exception | None = None
+        cancelled = False
         try:
-            async with timeout:
-                await self._call(running.spec, record.clone())
+            await self._call(running.spec, record.clone())
         except asyncio.CancelledError:
-            if not self._releasing:
+            if not (running.timed_out or self._releasing):
                 raise
-            change, outcome = release(record)
-        except Exception as failure:  # a handler may raise anything: it is the task's outcome
-            change, outcome = decide(record, failure, running.retry)
-            _task_log(record).warning(
-                "handler failed", outcome=outcome.value, error=_describe(failure, timeout)
-            )
-        else:
-            change, outcome = decide(record, None, running.retry)
+            cancelled = True
+        except Exception as error:  # a handler may raise anything: it is the task's outcome
+            failure = error
         finally:
+            if running.deadline is not None:
+                running.deadline.cancel()
             self.metrics.task_finished(record.type, time.perf_counter() - started)
             del self._running[record.task_id]
             self._nudge.set()
+        if running.timed_out:
+            failure = TimeoutError(f"the handler ran past its timeout ({running.retry.timeout}s)")
+        if cancelled and failure is None:  # cancelled by shutdown after shutdown_grace
+            change, outcome = release(record)
+        else:
+            change, outcome = decide(record, failure, running.retry)
+        if failure is not None:
+            reason = f"{type(failure).__name__}: {failure}"
+            _task_log(record).warning("handler failed", outcome=outcome.value, error=reason)
         self._unwritten += 1
         self._pending.append(_Pending(change, outcome, running))
         self._outcomes_ready.set()
@@ -312,7 +325,7 @@ def _task_log(record: Any) -> Any:
     )
 
 
-def _describe(error: BaseException, timeout: asyncio.Timeout) -> str:
-    if timeout.expired():
-        return "TimeoutError: the handler ran past its timeout"
-    return f"{type(error).__name__}: {error}"
+def _time_out(running: _Running) -> None:
+    running.timed_out = True
+    if running.task is not None:
+        running.task.cancel()

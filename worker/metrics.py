@@ -6,7 +6,7 @@ never a task id. Children are created once at start so the hot path does no labe
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -64,13 +64,15 @@ class WorkerMetrics:
         self._duration = {t: duration.labels(type=str(t)) for t in types}
         self._start_delay = {t: start_delay.labels(type=str(t)) for t in types}
 
+    def count_inflight(self, count: Callable[[], int]) -> None:
+        """Read the number of running handlers when scraped, not on every start and end."""
+        self.inflight.set_function(count)
+
     def task_started(self, task_type: int, start_delay_seconds: float) -> None:
         self._start_delay[task_type].observe(max(start_delay_seconds, 0.0))
-        self.inflight.inc()
 
     def task_finished(self, task_type: int, duration_seconds: float) -> None:
         self._duration[task_type].observe(duration_seconds)
-        self.inflight.dec()
 
     def outcome(self, task_type: int, outcome: Outcome) -> None:
         self._runs[(task_type, outcome)].inc()
