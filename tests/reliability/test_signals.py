@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import time
+import urllib.request
 
 import redis
 
 from store import State
 from store._codec import decode_record
+from tests.reliability.chaos_handlers import NORMAL
 from tests.reliability.conftest import PoolFactory
 from tests.reliability.harness import (
     REPORT,
@@ -21,7 +23,7 @@ from tests.reliability.harness import (
     wait_for,
     wait_until_settled,
 )
-from tests.servers import RedisServer
+from tests.servers import RedisServer, free_port
 
 GRACE = 0.5
 LONG_LEASE = 10.0
@@ -95,7 +97,8 @@ def test_sigstop_past_the_lease_is_fenced(
     outcome is refused by the version check, and only the other worker's outcome is stored."""
     lease = 1.0
     pool = make_pool(store_server.url, worker={"concurrency": 2, "lease": lease})
-    frozen = pool.start()
+    port = free_port()
+    frozen = pool.start(env={"RETRYD_METRICS_HOST": "127.0.0.1", "RETRYD_METRICS_PORT": str(port)})
     plans = {"fenced": {"first_sleep": 0.5}}
     put_tasks(store_server.url, ns, plans)
     wait_for(lambda: starts_by(ledger, frozen.pid) == 1, "the first run", 10)
@@ -128,6 +131,10 @@ def test_sigstop_past_the_lease_is_fenced(
     assert (record.state, record.version) == (State.CONFIRMED, 4)
     assert record.failed_attempts == 1  # the lease that ran out is one failed attempt, once
     assert frozen.alive()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        exposition = response.read().decode()
+    conflict = f'retryd_task_runs_total{{outcome="conflict",type="{NORMAL}"}} 1.0'
+    assert conflict in exposition, exposition
     REPORT.append(
         ReportRow(
             "3 SIGSTOP past lease, SIGCONT",
@@ -135,6 +142,6 @@ def test_sigstop_past_the_lease_is_fenced(
             verdict.lost,
             verdict.duplicates,
             f"taken over {taken:.2f} s",
-            f"late outcome refused (logged conflict), version 4, lease {lease} s",
+            f"late outcome refused (conflict metric 1), version 4, lease {lease} s",
         )
     )
