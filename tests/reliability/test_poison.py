@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
@@ -84,7 +85,7 @@ def test_poison_task_fails_after_max_attempts_and_others_flow(
     assert deaths == [MAX_ATTEMPTS]
     # Between the poison's runs, ordinary tasks completed: the queue never wedged on it.
     ends = [r.end for rs in verdict.runs.values() for r in rs if r.end is not None]
-    for a, b in zip(poison_runs, poison_runs[1:], strict=False):
+    for a, b in itertools.pairwise(poison_runs):
         assert any(a.start < end < b.start for end in ends), "nothing completed between deaths"
     REPORT.append(
         ReportRow(
