@@ -172,10 +172,9 @@ def _parse_line(raw: bytes, max_data_bytes: int) -> Record:
         raise ValidationError(unknown[0], f"unknown key (known: {', '.join(LINE_KEYS)})")
     if "type" not in fields:
         raise ValidationError("type", "is missing (every task needs its numeric type)")
-    task_id = fields.get("task_id", uuid.uuid4().hex)
     at = fields.get("next_attempt_at")
     record = Record(
-        task_id=task_id,
+        task_id=fields["task_id"] if "task_id" in fields else uuid.uuid4().hex,
         type=fields["type"],
         data=_data_from_line(fields),
         reference_id=fields.get("reference_id"),
