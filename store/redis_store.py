@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any, Self, cast
 
 from redis.asyncio.client import PubSub
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
 from store._codec import decode_record
 from store._commands import Call, Commands
@@ -156,5 +156,18 @@ class RedisStore:
     async def _run(self, call: Call) -> Any:
         try:
             return await self._scripts[call.script](keys=call.keys, args=call.args)
+        except NoScriptError:
+            # redis-py loads a flushed script again and retries once; a second SCRIPT FLUSH (or a
+            # restart) in between would still escape. NOSCRIPT means nothing ran, and EVAL sends
+            # the source itself, so it cannot miss the cache.
+            return await self._eval(call)
+        except ResponseError as error:
+            raise self._commands.translate(error, call) from None
+
+    async def _eval(self, call: Call) -> Any:
+        try:
+            return await self.client.eval(
+                source(call.script), len(call.keys), *call.keys, *call.args
+            )
         except ResponseError as error:
             raise self._commands.translate(error, call) from None

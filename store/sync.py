@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Self, cast
 
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
 from store._codec import decode_record
 from store._commands import Call, Commands
@@ -103,5 +103,16 @@ class SyncRedisStore:
     def _run(self, call: Call) -> Any:
         try:
             return self._scripts[call.script](keys=call.keys, args=call.args)
+        except NoScriptError:
+            # redis-py loads a flushed script again and retries once; a second SCRIPT FLUSH (or a
+            # restart) in between would still escape. NOSCRIPT means nothing ran, and EVAL sends
+            # the source itself, so it cannot miss the cache.
+            return self._eval(call)
+        except ResponseError as error:
+            raise self._commands.translate(error, call) from None
+
+    def _eval(self, call: Call) -> Any:
+        try:
+            return self.client.eval(source(call.script), len(call.keys), *call.keys, *call.args)
         except ResponseError as error:
             raise self._commands.translate(error, call) from None
