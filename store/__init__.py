@@ -7,6 +7,7 @@ worker: it is imported by producers, the worker and tests alike.
 from store.errors import (
     ExistsError,
     NotFoundError,
+    NotReplicatedError,
     StaleVersionError,
     StoreError,
     ValidationError,
@@ -26,6 +27,7 @@ __all__ = [
     "ExistsError",
     "MemoryStore",
     "NotFoundError",
+    "NotReplicatedError",
     "Ordering",
     "Record",
     "RedisStore",

@@ -18,7 +18,14 @@ from redis.exceptions import ResponseError
 from store._codec import decode_record, encode_tail
 from store._keys import Keys
 from store._scripts import ScriptName
-from store.errors import ExistsError, NotFoundError, StaleVersionError, StoreError, ValidationError
+from store.errors import (
+    ExistsError,
+    NotFoundError,
+    NotReplicatedError,
+    StaleVersionError,
+    StoreError,
+    ValidationError,
+)
 from store.protocol import check_batch, check_query, check_update
 from store.queue import Change, Claim, Claimed, Stats
 from store.record import (
@@ -32,7 +39,7 @@ from store.record import (
     to_utc,
 )
 
-__all__ = ["Call", "Commands"]
+__all__ = ["REPLICA_ACK_TIMEOUT_MS", "WRITING_SCRIPTS", "Call", "Commands"]
 
 Arg = bytes | str | int
 
@@ -40,6 +47,11 @@ Arg = bytes | str | int
 # exactly. No id or version gets there (both count writes from 1), so arguments past it are
 # answered here the way MemoryStore answers them, instead of as a script's INVALID.
 _LUA_MAX_INT = 2**53
+
+
+# The scripts that write; with replicas_to_ack, each is followed by a WAIT on its connection.
+WRITING_SCRIPTS = frozenset({"put_all", "update", "claim", "settle", "extend"})
+REPLICA_ACK_TIMEOUT_MS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +175,14 @@ class Commands:
             ready=ready,
             oldest_ready_at=None if oldest < 0 else from_micros(oldest),
         )
+
+    def check_replicated(self, acknowledged: Any, wanted: int, call: Call) -> None:
+        """Refuse a write that fewer than wanted replicas confirmed (WAIT's answer)."""
+        if int(acknowledged) < wanted:
+            raise NotReplicatedError(
+                f"the {call.script} write reached {int(acknowledged)} of {wanted} replicas in "
+                f"{REPLICA_ACK_TIMEOUT_MS} ms; a failover could lose it"
+            )
 
     def translate(self, error: ResponseError, call: Call) -> StoreError:
         """Map a script's error reply to the store's exception."""

@@ -20,7 +20,9 @@ that shows a URL.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +33,7 @@ import redis.asyncio
 import redis.asyncio.cluster
 import redis.asyncio.sentinel
 import redis.cluster
+import redis.exceptions
 import redis.sentinel
 from redis.asyncio.connection import URL_QUERY_ARGUMENT_PARSERS
 
@@ -132,7 +135,9 @@ def async_client_from_url(url: str, **options: Any) -> AsyncClient:
         target.nodes, sentinel_kwargs=sentinel_kwargs, **kwargs
     )
     master: redis.asyncio.Redis = sentinel.master_for(
-        str(target.service_name), redis_class=_AsyncSentinelMaster
+        str(target.service_name),
+        redis_class=_AsyncSentinelMaster,
+        connection_pool_class=_AsyncMasterFollowingPool,
     )
     return master
 
@@ -152,9 +157,60 @@ def sync_client_from_url(url: str, **options: Any) -> SyncClient:
         target.nodes, sentinel_kwargs=sentinel_kwargs, **kwargs
     )
     master: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
-        str(target.service_name)
+        str(target.service_name), connection_pool_class=_SyncMasterFollowingPool
     )
     return master
+
+
+# How often a Sentinel pool asks which server is the master. redis-py asks only when it opens a
+# connection, so after a failover pooled connections kept writing to the old master until it was
+# demoted (~10 s of acknowledged writes that replication then discarded).
+MASTER_CHECK_SECONDS = 0.5
+
+
+class _AsyncMasterFollowingPool(redis.asyncio.sentinel.SentinelConnectionPool):
+    """Re-asks the Sentinels for the master at most every MASTER_CHECK_SECONDS, and never hands
+    out a connection still open to a server that is no longer the master."""
+
+    _checked_at = 0.0
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        now = time.monotonic()
+        if now - self._checked_at >= MASTER_CHECK_SECONDS:
+            self._checked_at = now
+            with contextlib.suppress(redis.exceptions.ConnectionError):
+                # Closes the idle connections when the master moved.
+                await self.get_master_address()  # type: ignore[no-untyped-call]
+        connection = await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+        if _left_behind(connection, self.master_address):
+            await connection.disconnect()  # reconnects to the new master on first use
+        return connection
+
+
+class _SyncMasterFollowingPool(redis.sentinel.SentinelConnectionPool):
+    """The blocking twin of _AsyncMasterFollowingPool."""
+
+    _checked_at = 0.0
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        now = time.monotonic()
+        if now - self._checked_at >= MASTER_CHECK_SECONDS:
+            self._checked_at = now
+            with contextlib.suppress(redis.exceptions.ConnectionError):
+                self.get_master_address()  # type: ignore[no-untyped-call]
+        connection = super().get_connection(*args, **kwargs)
+        if _left_behind(connection, self.master_address):
+            connection.disconnect()  # type: ignore[no-untyped-call]
+        return connection
+
+
+def _left_behind(connection: Any, master_address: Any) -> bool:
+    """Whether a pooled connection is open to a server that is no longer the master."""
+    return bool(
+        connection.is_connected
+        and master_address is not None
+        and (connection.host, connection.port) != tuple(master_address)
+    )
 
 
 class _AsyncSentinelMaster(redis.asyncio.Redis):

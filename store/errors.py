@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "ExistsError",
     "NotFoundError",
+    "NotReplicatedError",
     "StaleVersionError",
     "StoreError",
     "ValidationError",
@@ -25,6 +26,11 @@ class ExistsError(StoreError):
 
 class StaleVersionError(StoreError):
     """Raised when update finds the task missing or at another version than the caller's."""
+
+
+class NotReplicatedError(StoreError):
+    """Raised when a write was not confirmed by replicas_to_ack replicas in time: it may be lost
+    in a failover, so it must not be taken as acknowledged."""
 
 
 class ValidationError(StoreError, ValueError):

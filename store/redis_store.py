@@ -29,7 +29,7 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import NoScriptError, ResponseError
 
 from store._codec import decode_record
-from store._commands import Call, Commands
+from store._commands import REPLICA_ACK_TIMEOUT_MS, WRITING_SCRIPTS, Call, Commands
 from store._keys import Keys
 from store._scripts import SCRIPT_NAMES, source
 from store.connection import AsyncClient, async_client_from_url
@@ -48,6 +48,18 @@ DEFAULT_CLIENT_OPTIONS: dict[str, Any] = {
 }
 
 
+def check_replicas_to_ack(client: Any, replicas_to_ack: int) -> int:
+    """replicas_to_ack, when this kind of client can WAIT on the connection that wrote."""
+    if isinstance(replicas_to_ack, bool) or not isinstance(replicas_to_ack, int):
+        raise TypeError(f"replicas_to_ack must be an int, got {replicas_to_ack!r}")
+    if replicas_to_ack < 0:
+        raise ValueError(f"replicas_to_ack must be >= 0, got {replicas_to_ack}")
+    if replicas_to_ack and "Cluster" in type(client).__name__:
+        # A cluster pipeline sends a keyless WAIT to any node, not the one that wrote.
+        raise ValueError("replicas_to_ack is not supported on Redis Cluster")
+    return replicas_to_ack
+
+
 def check_binary_client(client: Any) -> None:
     """Refuse a client that decodes replies: records are binary and would be mangled."""
     options = client.get_connection_kwargs() if hasattr(client, "get_connection_kwargs") else {}
@@ -64,9 +76,11 @@ class RedisStore:
         *,
         namespace: str = "retryd",
         max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
+        replicas_to_ack: int = 0,
         owns_client: bool = False,
     ) -> None:
         check_binary_client(client)
+        self._replicas_to_ack = check_replicas_to_ack(client, replicas_to_ack)
         self.client = client
         self.keys = Keys.for_namespace(namespace)
         self._commands = Commands(self.keys, max_data_bytes)
@@ -80,12 +94,19 @@ class RedisStore:
         *,
         namespace: str = "retryd",
         max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
+        replicas_to_ack: int = 0,
         **client_options: Any,
     ) -> Self:
         """A store on its own client for url (see store/connection.py); aclose() closes it."""
         options = {**DEFAULT_CLIENT_OPTIONS, **client_options}
         client = async_client_from_url(url, **options)
-        return cls(client, namespace=namespace, max_data_bytes=max_data_bytes, owns_client=True)
+        return cls(
+            client,
+            namespace=namespace,
+            max_data_bytes=max_data_bytes,
+            replicas_to_ack=replicas_to_ack,
+            owns_client=True,
+        )
 
     async def aclose(self) -> None:
         """Close the client if this store created it (from_url); leave a caller's client open."""
@@ -154,8 +175,11 @@ class RedisStore:
         return self.client.pubsub(ignore_subscribe_messages=True)
 
     async def _run(self, call: Call) -> Any:
+        script = self._scripts[call.script]
         try:
-            return await self._scripts[call.script](keys=call.keys, args=call.args)
+            if self._replicas_to_ack and call.script in WRITING_SCRIPTS:
+                return await self._run_replicated(script, call)
+            return await script(keys=call.keys, args=call.args)
         except NoScriptError:
             # redis-py loads a flushed script again and retries once; a second SCRIPT FLUSH (or a
             # restart) in between would still escape. NOSCRIPT means nothing ran, and EVAL sends
@@ -171,3 +195,12 @@ class RedisStore:
             )
         except ResponseError as error:
             raise self._commands.translate(error, call) from None
+
+    async def _run_replicated(self, script: Any, call: Call) -> Any:
+        """The script, then WAIT on the same connection: acknowledged only once replicated."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            await script(keys=call.keys, args=call.args, client=pipe)
+            pipe.execute_command("WAIT", self._replicas_to_ack, REPLICA_ACK_TIMEOUT_MS)
+            reply, acknowledged = await pipe.execute()
+        self._commands.check_replicated(acknowledged, self._replicas_to_ack, call)
+        return reply

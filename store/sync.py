@@ -13,7 +13,7 @@ from typing import Any, Self, cast
 from redis.exceptions import NoScriptError, ResponseError
 
 from store._codec import decode_record
-from store._commands import Call, Commands
+from store._commands import REPLICA_ACK_TIMEOUT_MS, WRITING_SCRIPTS, Call, Commands
 from store._keys import Keys
 from store._scripts import SCRIPT_NAMES, source
 from store.connection import SyncClient, sync_client_from_url
@@ -21,7 +21,11 @@ from store.errors import NotFoundError
 from store.protocol import DEFAULT_MAX_DATA_BYTES
 from store.queue import Change
 from store.record import Ordering, Record, State, check_task_id
-from store.redis_store import DEFAULT_CLIENT_OPTIONS, check_binary_client
+from store.redis_store import (
+    DEFAULT_CLIENT_OPTIONS,
+    check_binary_client,
+    check_replicas_to_ack,
+)
 
 __all__ = ["SyncRedisStore"]
 
@@ -35,9 +39,11 @@ class SyncRedisStore:
         *,
         namespace: str = "retryd",
         max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
+        replicas_to_ack: int = 0,
         owns_client: bool = False,
     ) -> None:
         check_binary_client(client)
+        self._replicas_to_ack = check_replicas_to_ack(client, replicas_to_ack)
         self.client = client
         self.keys = Keys.for_namespace(namespace)
         self._commands = Commands(self.keys, max_data_bytes)
@@ -51,11 +57,18 @@ class SyncRedisStore:
         *,
         namespace: str = "retryd",
         max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
+        replicas_to_ack: int = 0,
         **client_options: Any,
     ) -> Self:
         """A store on its own client for url; close() closes it."""
         client = sync_client_from_url(url, **{**DEFAULT_CLIENT_OPTIONS, **client_options})
-        return cls(client, namespace=namespace, max_data_bytes=max_data_bytes, owns_client=True)
+        return cls(
+            client,
+            namespace=namespace,
+            max_data_bytes=max_data_bytes,
+            replicas_to_ack=replicas_to_ack,
+            owns_client=True,
+        )
 
     def close(self) -> None:
         """Close the client if this store created it (from_url)."""
@@ -101,8 +114,11 @@ class SyncRedisStore:
         return self._commands.flags_done(self._run(self._commands.settle(changes)))
 
     def _run(self, call: Call) -> Any:
+        script = self._scripts[call.script]
         try:
-            return self._scripts[call.script](keys=call.keys, args=call.args)
+            if self._replicas_to_ack and call.script in WRITING_SCRIPTS:
+                return self._run_replicated(script, call)
+            return script(keys=call.keys, args=call.args)
         except NoScriptError:
             # redis-py loads a flushed script again and retries once; a second SCRIPT FLUSH (or a
             # restart) in between would still escape. NOSCRIPT means nothing ran, and EVAL sends
@@ -116,3 +132,12 @@ class SyncRedisStore:
             return self.client.eval(source(call.script), len(call.keys), *call.keys, *call.args)
         except ResponseError as error:
             raise self._commands.translate(error, call) from None
+
+    def _run_replicated(self, script: Any, call: Call) -> Any:
+        """The script, then WAIT on the same connection: acknowledged only once replicated."""
+        with self.client.pipeline(transaction=False) as pipe:
+            script(keys=call.keys, args=call.args, client=pipe)
+            pipe.execute_command("WAIT", self._replicas_to_ack, REPLICA_ACK_TIMEOUT_MS)
+            reply, acknowledged = pipe.execute()
+        self._commands.check_replicated(acknowledged, self._replicas_to_ack, call)
+        return reply

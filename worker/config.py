@@ -26,6 +26,9 @@ ENV_PREFIX = "RETRYD_"
 class RedisSettings:
     url: str = ""  # empty: start the embedded server (see worker/embedded.py)
     namespace: str = "retryd"
+    # Writes count as done only once this many replicas took them (WAIT): no acknowledged
+    # write is lost in a Sentinel failover. 0: plain asynchronous replication.
+    replicas_to_ack: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +144,7 @@ class Config:
         if self.log.format not in _LOG_FORMATS:
             raise ConfigError(f"log.format: must be one of {', '.join(_LOG_FORMATS)}")
         _at_least("store.max_data_bytes", self.store.max_data_bytes, 1)
+        _at_least("redis.replicas_to_ack", self.redis.replicas_to_ack, 0)
 
     def apply_type_overrides(self, task_type: int, settings: RetrySettings) -> RetrySettings:
         """settings with [types.N]'s overrides applied."""

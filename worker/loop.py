@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 from redis.exceptions import RedisClusterException, RedisError
 
-from store import Change, Claimed, RedisStore
+from store import Change, Claimed, NotReplicatedError, RedisStore
 from worker.config import Config, RetrySettings
 from worker.errors import ConfigError
 from worker.metrics import WorkerMetrics
@@ -33,8 +33,9 @@ log = structlog.get_logger("retryd.worker")
 
 # What a Redis call may fail with while the server is away (connection, timeout, loading,
 # failover); OSError for sockets that fail below redis-py; RedisClusterException for a cluster
-# none of whose nodes answers (redis-py does not derive it from RedisError).
-TRANSIENT = (RedisError, RedisClusterException, OSError)
+# none of whose nodes answers (redis-py does not derive it from RedisError); NotReplicatedError
+# for a write no replica confirmed (replicas_to_ack): retried like any other failed call.
+TRANSIENT = (RedisError, RedisClusterException, OSError, NotReplicatedError)
 _SETTLE_BATCH = 1000
 
 

@@ -17,7 +17,15 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from store import Change, ExistsError, NotFoundError, Record, RedisStore, State
+from store import (
+    Change,
+    ExistsError,
+    NotFoundError,
+    NotReplicatedError,
+    Record,
+    RedisStore,
+    State,
+)
 from tests.servers import RedisServer, SentinelSetup, sentinel_setup
 
 pytestmark = pytest.mark.cluster
@@ -25,7 +33,7 @@ pytestmark = pytest.mark.cluster
 PASSWORD = "sentinel-test-pw"
 # What a write may raise while the master changes hands; it was not acknowledged, so it may be
 # lost, and it is retried by the application (here: the loop moves on).
-IN_FLIGHT = (RedisConnectionError, RedisTimeoutError, ReadOnlyError)
+IN_FLIGHT = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, NotReplicatedError)
 
 
 @pytest.fixture(scope="module")
@@ -96,25 +104,21 @@ def replicated_before(sentinel: SentinelSetup) -> float:
     return instant
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="known: after SENTINEL FAILOVER the store's pooled connections keep writing to the "
-    "old master until Sentinel demotes it (~10 s); those acknowledged writes are discarded. "
-    "Needs a master-address check in store/connection.py's Sentinel pool (see docs/deploy.md).",
-)
 async def test_a_store_follows_a_sentinel_failover_by_itself(sentinel: SentinelSetup) -> None:
-    """Writes acknowledged before the failover or after it survive; the window is measured.
+    """No acknowledged write is lost across SENTINEL FAILOVER.
 
     Sentinel promotes the replica while the old master still takes writes until it is told to
-    follow (about a second): writes acknowledged there are discarded when it resyncs. That is
-    Redis' asynchronous replication (docs/deploy.md); the test counts them and asserts that
-    every write outside that window is on the new master.
+    follow (seconds): with plain asynchronous replication those writes are discarded when it
+    resyncs. With replicas_to_ack=1 a write is acknowledged only after WAIT saw a replica take
+    it, so a write to the old master after the promotion fails (NotReplicatedError) instead of
+    being acknowledged and lost; the store's pool meanwhile finds the new master by itself.
     """
     first = sentinel.master_address()
     assert first[1] == sentinel.master.port
     ledger, stop = Ledger(), asyncio.Event()
-    async with RedisStore.from_url(sentinel.url, namespace="failover", socket_timeout=2.0) as store:
+    async with RedisStore.from_url(
+        sentinel.url, namespace="failover", socket_timeout=2.0, replicas_to_ack=1
+    ) as store:
         workers = [
             asyncio.create_task(produce(store, ledger, stop)),
             asyncio.create_task(settle(store, ledger, stop)),

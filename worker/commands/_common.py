@@ -49,4 +49,5 @@ def open_store(config: Config, url: str | None = None) -> RedisStore:
         url or redis_url(config),
         namespace=config.redis.namespace,
         max_data_bytes=config.store.max_data_bytes,
+        replicas_to_ack=config.redis.replicas_to_ack,
     )

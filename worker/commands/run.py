@@ -11,7 +11,7 @@ from typing import Any
 import structlog
 
 from store import RedisStore
-from worker.commands._common import add_config_argument, config_from_args
+from worker.commands._common import add_config_argument, config_from_args, open_store
 from worker.config import Config
 from worker.embedded import EmbeddedServer, running_url
 from worker.logs import configure_logging, secrets_of_url
@@ -53,9 +53,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 async def _serve(config: Config, url: str, *, burst: bool) -> None:
-    store = RedisStore.from_url(
-        url, namespace=config.redis.namespace, max_data_bytes=config.store.max_data_bytes
-    )
+    store = open_store(config, url)
     worker = Worker(store, default_registry, config)
     _handle_signals(worker)
     await _warn_about_server(store)
