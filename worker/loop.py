@@ -85,6 +85,9 @@ class Worker:
         self._written = asyncio.Event()
         self._stopping = asyncio.Event()
         self._releasing = False
+        # Threads of plain handlers abandoned past their timeout: a thread cannot be stopped,
+        # so each holds its pool slot until it returns and no task may be claimed for it.
+        self._stuck_threads = 0
         self._executor = ThreadPoolExecutor(
             max_workers=self._settings.concurrency, thread_name_prefix="retryd-handler"
         )
@@ -124,7 +127,7 @@ class Worker:
     async def _claim_until_stopped(self, burst: bool) -> None:
         while not self._stopping.is_set():
             self.last_tick = time.monotonic()
-            free = self._settings.concurrency - len(self._running)
+            free = self._settings.concurrency - len(self._running) - self._stuck_threads
             if free <= 0:
                 # Cleared here, not only before claiming: a nudge left set would make every
                 # wait return at once without yielding, and the handlers could never finish.
@@ -218,7 +221,22 @@ class Worker:
             await spec.func(record)
         else:
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._executor, spec.func, record)
+            work = self._executor.submit(spec.func, record)
+            try:
+                await asyncio.wrap_future(work)
+            finally:
+                if not work.done():  # timed out or released while its thread runs on
+                    self._stuck_threads += 1
+                    work.add_done_callback(lambda _: self._thread_returned(loop))
+
+    def _thread_returned(self, loop: asyncio.AbstractEventLoop) -> None:
+        """In the pool's thread: give the stuck slot back on the loop, if it still runs."""
+        with contextlib.suppress(RuntimeError):  # the loop is closed: no slot to give back
+            loop.call_soon_threadsafe(self._unstick)
+
+    def _unstick(self) -> None:
+        self._stuck_threads -= 1
+        self._nudge.set()
 
     async def _write_outcomes(self) -> None:
         while True:
