@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 import redis.asyncio
 
@@ -62,3 +63,14 @@ async def too_slow(record: Record) -> None:
 @handler(type=3)
 async def quick(record: Record) -> None:
     await asyncio.sleep(0.01)
+
+
+@handler(type=4)
+def blocking(record: Record) -> None:
+    """A plain function that hangs in its thread when E2E_HANG=1 (as a stuck socket would)."""
+    import redis as sync_redis
+
+    with sync_redis.Redis.from_url(os.environ["E2E_REDIS_URL"]) as client:
+        client.rpush(os.environ["E2E_RUNS_KEY"], f"{record.task_id} {os.getpid()}")
+    if os.environ.get("E2E_HANG") == "1":
+        time.sleep(HANG_SECONDS)

@@ -373,3 +373,19 @@ def test_a_missing_config_file_exits_2(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert result.stderr.decode().strip() == f"retryd: config file {str(missing)!r} does not exist"
+
+
+def test_sigterm_exits_within_grace_even_with_a_hung_plain_handler(
+    retryd: Retryd, tasks: SyncRedisStore
+) -> None:
+    """A thread cannot be cancelled; its task is released and the process leaves without it."""
+    grace = 0.5
+    worker = retryd.start(env={"E2E_HANG": "1"}, sections={"worker": {"shutdown_grace": grace}})
+    tasks.put_all(Record(task_id="a", type=4, data=b""))
+    wait_until(lambda: tasks.client.llen(retryd.runs_key) == 1, "the handler to start")
+    signalled = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    assert_clean_exit(retryd, worker, timeout=grace + 5)
+    assert time.monotonic() - signalled < grace + 2.0
+    released = tasks.get_by_task_id("a")
+    assert (released.state, released.failed_attempts) == (State.PENDING, 0)

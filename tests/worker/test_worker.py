@@ -297,3 +297,34 @@ async def test_stop_returns_from_an_idle_run(redis_store: RedisStore) -> None:
     await asyncio.sleep(0.1)
     worker.stop()
     await asyncio.wait_for(running, 2)
+
+
+async def test_a_timed_out_plain_handler_holds_its_slot_until_its_thread_returns(
+    redis_store: RedisStore,
+) -> None:
+    """A thread cannot be interrupted: the next task waits for the slot, it does not time out
+    in the pool's queue without ever running."""
+    registry, events = Registry(), []
+
+    @handler(type=TYPE, timeout=0.2, registry=registry)
+    def plain(record: Record) -> None:
+        events.append(("start", record.task_id, time.monotonic()))
+        if record.task_id == "stuck":
+            time.sleep(0.6)
+        events.append(("end", record.task_id, time.monotonic()))
+
+    await redis_store.put_all(task("stuck"))
+    await redis_store.put_all(task("next"))
+    await burst(redis_store, registry, config(concurrency=1, retry={"max_attempts": 1}))
+    assert [(kind, task_id) for kind, task_id, _ in events] == [
+        ("start", "stuck"),
+        ("end", "stuck"),
+        ("start", "next"),
+        ("end", "next"),
+    ]
+    stuck, after = (
+        await redis_store.get_by_task_id("stuck"),
+        await redis_store.get_by_task_id("next"),
+    )
+    assert (stuck.state, stuck.failed_attempts) == (State.FAILED, 1)
+    assert (after.state, after.failed_attempts) == (State.CONFIRMED, 0)
