@@ -12,7 +12,7 @@ import pytest
 
 from worker import ConfigError, Registry, handler, load_config
 from worker.config import Config, RetrySettings, TypeSettings
-from worker.loop import _retry_for
+from worker.registry import retry_settings
 
 FULL = """
 [redis]
@@ -251,5 +251,5 @@ def test_retry_settings_precedence_is_retry_then_decorator_then_types(tmp_path: 
     async def eight(record: Any) -> None: ...
 
     seven_spec, eight_spec = registry.specs()
-    assert _retry_for(config, seven_spec) == RetrySettings(2, 1.0, 100.0, 3.0)
-    assert _retry_for(config, eight_spec) == RetrySettings(5, 0.25, 100.0, 60.0)
+    assert retry_settings(config, seven_spec) == RetrySettings(2, 1.0, 100.0, 3.0)
+    assert retry_settings(config, eight_spec) == RetrySettings(5, 0.25, 100.0, 60.0)
