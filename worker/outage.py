@@ -17,8 +17,11 @@ log = structlog.get_logger("retryd.redis")
 class Outage:
     """Shared by every loop of a worker, so one outage makes one log line however many notice."""
 
-    def __init__(self, metrics: WorkerMetrics, *, max_wait: float = 5.0) -> None:
+    def __init__(self, metrics: WorkerMetrics, *, max_wait: float = 1.0) -> None:
         self._metrics = metrics
+        # Capped at 1 s: every loop of the worker counts its failures here, so the wait climbs
+        # to the cap within a second or two of an outage; a 5 s cap left a worker idle for up to
+        # 5 s after Redis returned (tests/reliability: it missed a 2 s window entirely).
         # Not wait_exponential_jitter(initial=...): deprecated in tenacity 9.2 (a warning each
         # call); exponential plus random jitter is the same wait on every tenacity version.
         self._wait = wait_exponential(multiplier=0.05, max=max_wait) + wait_random(0, 0.05)
