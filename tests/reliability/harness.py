@@ -48,6 +48,7 @@ __all__ = [
 REPO = Path(__file__).resolve().parents[2]
 RETRYD = Path(sys.executable).with_name("retryd")
 START_TIMEOUT = 15.0
+OUTCOME_SLACK_US = 1_000_000
 
 
 def now_us() -> int:
@@ -205,8 +206,10 @@ class Faults:
     def explains(self, earlier: Run) -> bool:
         if earlier.pid in self.crashed_pids:
             return True
+        # A run that ended just before an outage may still have had its outcome in the
+        # writer's queue: the outcome is written after the run, in a batch.
         return any(
-            earlier.start <= b and (earlier.end is None or earlier.end >= a)
+            earlier.start <= b and (earlier.end is None or earlier.end >= a - OUTCOME_SLACK_US)
             for a, b in self.windows
         )
 
@@ -449,6 +452,7 @@ def check_invariants(
     *,
     expect_failed: Iterable[str] = (),
     expect_damaged: Iterable[str] = (),
+    writes_may_be_lost: bool = False,
 ) -> Verdict:
     """Assert the suite's invariants over the store and the ledger; return the counts."""
     put = set(put_ids)
@@ -480,14 +484,16 @@ def check_invariants(
     for task_id, task_runs in runs.items():
         assert task_id in put or task_id in scan.records, f"ledger names unknown {task_id}"
         versions = [r.version for r in task_runs]
-        assert len(set(versions)) == len(versions), f"{task_id}: two runs at one version"
+        if not writes_may_be_lost:  # a claim lost with the server's last second runs again
+            assert len(set(versions)) == len(versions), f"{task_id}: two runs at one version"
         for earlier, later in itertools.pairwise(task_runs):
             if earlier.raised:
                 continue  # a planned failure and its retry: not a duplicate
             duplicates += 1
             assert faults.explains(earlier), (
                 f"{task_id}: ran again (pid {later.pid} v{later.version}) after a run by "
-                f"pid {earlier.pid} v{earlier.version} that no fault explains"
+                f"pid {earlier.pid} v{earlier.version} that no fault explains: "
+                f"{task_runs} windows {faults.windows}"
             )
     return Verdict(len(lost), duplicates, runs, scan)
 
