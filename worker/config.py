@@ -219,7 +219,8 @@ def _parse_types(table: Any) -> dict[int, TypeSettings]:
         raise ConfigError("[types]: must be tables named by task type, like [types.7]")
     parsed: dict[int, TypeSettings] = {}
     for name, overrides in table.items():
-        if not str(name).isdigit() or not 1 <= int(name) <= 2**32 - 1:
+        # isascii too: isdigit() accepts '¹', which int() refuses with a ValueError.
+        if not (str(name).isascii() and str(name).isdigit()) or not 1 <= int(name) <= 2**32 - 1:
             raise ConfigError(f"[types.{name}]: a task type is an integer in 1..4294967295")
         parsed[int(name)] = _parse_section(f"types.{name}", TypeSettings, overrides)
     return parsed
