@@ -32,7 +32,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not REPORT:
         return
     terminalreporter.section("reliability")
-    for line in format_report(REPORT):
+    for line in format_report(sorted(REPORT, key=lambda row: int(row.scenario.split()[0]))):
         terminalreporter.write_line(line)
 
 
