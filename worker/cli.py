@@ -10,6 +10,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from redis.exceptions import RedisClusterException, RedisError
+
 from store import ExistsError, NotFoundError, StaleVersionError, ValidationError
 from worker.errors import ConfigError
 
@@ -40,6 +42,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except (NotFoundError, StaleVersionError) as error:
         print(f"retryd: {error}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    except ValueError as error:  # a malformed Redis URL (its message never shows the password)
+        print(f"retryd: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (RedisError, RedisClusterException, OSError) as error:
+        # redis-py names host and port in these messages, never the password.
+        print(f"retryd: cannot use Redis: {type(error).__name__}: {error}", file=sys.stderr)
         return EXIT_NOT_FOUND
     except KeyboardInterrupt:
         return 130

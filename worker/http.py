@@ -39,9 +39,10 @@ STATS_CACHE_SECONDS = 1.0
 # Under Prometheus' default 10 s scrape timeout: a hung Redis costs a scrape its store gauges,
 # not the whole scrape.
 STATS_TIMEOUT_SECONDS = 3.0
-# /healthz tolerates this long without a tick at least: a Redis outage backs off up to 5 s
-# between tries, and probes must not flap through it.
-MIN_STALL_SECONDS = 10.0
+# /healthz tolerates this long without a tick at least: during a Redis outage a claim may hang
+# for the client's 10 s socket timeout and then back off up to 5 s; probes must not flap
+# through that and restart a healthy worker.
+MIN_STALL_SECONDS = 20.0
 STALL_POLL_PERIODS = 3
 
 # Whatever a stats() call may fail with when Redis is away or refuses: counted, never raised.

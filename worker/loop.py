@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from worker.errors import ConfigError
 from worker.metrics import WorkerMetrics
 from worker.outage import Outage
 from worker.outcomes import Outcome, decide, release
-from worker.registry import HandlerSpec, Registry
+from worker.registry import HandlerSpec, Registry, retry_settings
 
 __all__ = ["Worker"]
 
@@ -72,7 +71,7 @@ class Worker:
         self._store = store
         self._registry = registry
         self._settings = config.worker
-        self._retry = {spec.type: _retry_for(config, spec) for spec in registry.specs()}
+        self._retry = {spec.type: retry_settings(config, spec) for spec in registry.specs()}
         self._max_attempts = {t: r.max_attempts for t, r in self._retry.items()}
         self.metrics = metrics or WorkerMetrics(registry.types())
         self.metrics.count_inflight(lambda: len(self._running))
@@ -318,21 +317,6 @@ class Worker:
         while self._unwritten:
             self._written.clear()
             await self._written.wait()
-
-
-def _retry_for(config: Config, spec: HandlerSpec) -> RetrySettings:
-    """[retry] defaults, then the decorator's arguments, then [types.N]: operators get the
-    last word, without a code change."""
-    from_decorator: dict[str, Any] = {
-        "max_attempts": spec.max_attempts,
-        "initial_delay": spec.initial_delay,
-        "max_delay": spec.max_delay,
-        "timeout": spec.timeout,
-    }
-    settings = dataclasses.replace(
-        config.retry, **{k: v for k, v in from_decorator.items() if v is not None}
-    )
-    return config.apply_type_overrides(spec.type, settings)
 
 
 def _task_log(record: Any) -> Any:

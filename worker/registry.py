@@ -7,6 +7,7 @@ modules under [handlers] modules).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 from collections.abc import Awaitable, Callable, Iterable
@@ -14,9 +15,17 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from store import Record
+from worker.config import Config, RetrySettings
 from worker.errors import ConfigError
 
-__all__ = ["HandlerSpec", "Registry", "default_registry", "handler", "import_handler_modules"]
+__all__ = [
+    "HandlerSpec",
+    "Registry",
+    "default_registry",
+    "handler",
+    "import_handler_modules",
+    "retry_settings",
+]
 
 HandlerFunc = Callable[[Record], Awaitable[Any]] | Callable[[Record], Any]
 F = TypeVar("F", bound=Callable[..., Any])
@@ -109,3 +118,18 @@ def import_handler_modules(modules: Iterable[str]) -> None:
             raise ConfigError(
                 f"handlers.modules: cannot import {module!r}: {type(error).__name__}: {error}"
             ) from error
+
+
+def retry_settings(config: Config, spec: HandlerSpec) -> RetrySettings:
+    """[retry] defaults, then the decorator's arguments, then [types.N]: operators get the
+    last word, without a code change."""
+    from_decorator: dict[str, Any] = {
+        "max_attempts": spec.max_attempts,
+        "initial_delay": spec.initial_delay,
+        "max_delay": spec.max_delay,
+        "timeout": spec.timeout,
+    }
+    settings = dataclasses.replace(
+        config.retry, **{k: v for k, v in from_decorator.items() if v is not None}
+    )
+    return config.apply_type_overrides(spec.type, settings)

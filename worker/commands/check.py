@@ -26,8 +26,7 @@ from worker.commands._output import add_json_argument, error, print_json, table
 from worker.commands._session import EXIT_UNREACHABLE, redis_failure
 from worker.config import Config
 from worker.errors import ConfigError
-from worker.loop import _retry_for
-from worker.registry import default_registry, import_handler_modules
+from worker.registry import default_registry, import_handler_modules, retry_settings
 
 __all__ = ["add_parser", "main"]
 
@@ -96,7 +95,7 @@ def _config_source(args: argparse.Namespace) -> str:
 def _handler_rows(config: Config) -> list[tuple[int, str, str, int, float]]:
     rows = []
     for spec in default_registry.specs():
-        retry = _retry_for(config, spec)
+        retry = retry_settings(config, spec)
         rows.append(
             (
                 spec.type,
