@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 from redis.exceptions import RedisClusterException, RedisError
 
-from store import Change, Claimed, NotReplicatedError, RedisStore
+from store import Change, Claimed, NotReplicatedError, RedisStore, StoreError
 from worker.config import Config, RetrySettings
 from worker.errors import ConfigError
 from worker.metrics import WorkerMetrics
@@ -36,6 +36,7 @@ log = structlog.get_logger("retryd.worker")
 # for a write no replica confirmed (replicas_to_ack): retried like any other failed call.
 TRANSIENT = (RedisError, RedisClusterException, OSError, NotReplicatedError)
 _SETTLE_BATCH = 1000
+_MIN_FLUSH_SECONDS = 5.0
 
 
 @dataclass(slots=True)
@@ -78,6 +79,7 @@ class Worker:
         self._outage = Outage(self.metrics)
         self._running: dict[str, _Running] = {}
         self._pending: list[_Pending] = []
+        self._settling: list[_Pending] = []  # the batch being written now
         self._unwritten = 0  # outcomes decided but not yet settled in Redis
         self._nudge = asyncio.Event()  # tasks put, a slot freed, or stop: claim again
         self._outcomes_ready = asyncio.Event()
@@ -144,6 +146,12 @@ class Worker:
                 )
             except TRANSIENT as error:
                 await self._pause(self._outage.failed(error))
+                continue
+            except StoreError as error:
+                # Not an outage, and not something a restart would mend: say so and keep the
+                # process up (a crash loop would stop every other type's work too).
+                log.error("claim failed; retrying after poll_interval", error=str(error))
+                await self._pause(self._settings.poll_interval)
                 continue
             self._outage.recovered()
             received = time.monotonic()
@@ -242,9 +250,10 @@ class Worker:
             await self._outcomes_ready.wait()
             self._outcomes_ready.clear()
             while self._pending:
-                batch = self._pending[:_SETTLE_BATCH]
+                batch = self._settling = self._pending[:_SETTLE_BATCH]
                 del self._pending[:_SETTLE_BATCH]
                 await self._settle(batch)
+                self._settling = []
                 self._unwritten -= len(batch)
                 self._nudge.set()  # a retry due now can be claimed at once
             self._written.set()
@@ -273,7 +282,10 @@ class Worker:
         interval = self._settings.lease / 3
         while True:
             await asyncio.sleep(interval)
+            # Outcomes not yet written hold their leases too: through an outage longer than a
+            # lease, another worker would otherwise run a task whose run already ended.
             records = [r.claimed.record for r in self._running.values()]
+            records += [p.change.record for p in (*self._settling, *self._pending)]
             if not records:
                 continue
             try:
@@ -281,6 +293,7 @@ class Worker:
             except TRANSIENT as error:
                 self._outage.failed(error)
                 continue
+            self._outage.recovered()
             for record, ok in zip(records, held, strict=True):
                 if not ok:
                     _task_log(record).warning("lease lost; the outcome of this run will be refused")
@@ -290,6 +303,8 @@ class Worker:
             pubsub = self._store.subscribe_wakeups()
             try:
                 await pubsub.subscribe(self._store.keys.wake_channel)
+                self._outage.recovered()
+                self._nudge.set()  # tasks put while we were not subscribed: look once
                 while True:
                     message = await pubsub.get_message(timeout=None)
                     if message is not None:
@@ -302,6 +317,7 @@ class Worker:
 
     async def _drain(self) -> None:
         """Let running handlers finish within shutdown_grace, release the rest, flush outcomes."""
+        deadline = time.monotonic() + self._settings.shutdown_grace
         running = [r.task for r in self._running.values() if r.task is not None]
         if running:
             log.info("draining", inflight=len(running), grace=self._settings.shutdown_grace)
@@ -311,7 +327,16 @@ class Worker:
                 for task in late:
                     task.cancel()
                 await asyncio.wait(late)
-        await self._all_written()
+        # Writing outcomes gets what is left of the grace, at least a few seconds: with Redis
+        # away it would wait forever, and the unwritten tasks are due again after their leases.
+        flush_seconds = max(deadline - time.monotonic(), _MIN_FLUSH_SECONDS)
+        try:
+            await asyncio.wait_for(self._all_written(), timeout=flush_seconds)
+        except TimeoutError:
+            log.error(
+                "exiting with outcomes not written; their tasks run again after their leases",
+                unwritten=self._unwritten,
+            )
 
     async def _all_written(self) -> None:
         while self._unwritten:
