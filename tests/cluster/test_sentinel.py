@@ -8,6 +8,7 @@ must find the new master by itself and keep every write acknowledged outside the
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +28,7 @@ from store import (
     State,
 )
 from tests.servers import RedisServer, SentinelSetup, sentinel_setup
+from worker import Config, Registry, Worker, handler
 
 pytestmark = pytest.mark.cluster
 
@@ -172,3 +174,45 @@ def _role(server: RedisServer) -> str:
     with server.client(decode_responses=True) as client, contextlib.suppress(RedisError):
         return str(client.info("replication")["role"])
     return "unknown"
+
+
+async def test_a_worker_follows_a_sentinel_failover_and_loses_no_task(
+    sentinel: SentinelSetup,
+) -> None:
+    """A running Worker rides out SENTINEL FAILOVER: every acknowledged put ends CONFIRMED."""
+    registry = Registry()
+    ran: collections.Counter[str] = collections.Counter()
+
+    @handler(type=1, registry=registry)
+    async def note(record: Record) -> None:
+        ran[record.task_id] += 1
+
+    config = Config.from_mapping(
+        {
+            "redis": {"replicas_to_ack": 1},
+            "worker": {"concurrency": 8, "batch": 20, "lease": 2.0, "poll_interval": 0.1},
+            "retry": {"initial_delay": 0.05, "max_delay": 0.2},
+        }
+    )
+    ledger, stop = Ledger(), asyncio.Event()
+    async with RedisStore.from_url(
+        sentinel.url, namespace="failover-worker", socket_timeout=2.0, replicas_to_ack=1
+    ) as store:
+        worker = Worker(store, registry, config)
+        running = asyncio.create_task(worker.run())
+        producer = asyncio.create_task(produce(store, ledger, stop))
+        await wait_until(lambda: len(ran) >= 50, within=10)
+        first = sentinel.master_address()
+        await wait_until(lambda: _failover(sentinel), within=10)
+        await wait_until(lambda: sentinel.master_address() != first, within=15)
+        before = len(ledger.put)
+        await wait_until(lambda: len(ledger.put) > before + 50, within=20)
+        stop.set()
+        await producer
+        acknowledged = [task_id for _, task_id in ledger.put]
+        await wait_until(lambda: all(ran[t] for t in acknowledged), within=20)
+        worker.stop()
+        await running
+        for task_id in acknowledged:
+            assert (await store.get_by_task_id(task_id)).state is State.CONFIRMED, task_id
+    print(f"worker failover: {len(acknowledged)} acknowledged puts, all confirmed")
