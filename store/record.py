@@ -127,7 +127,9 @@ def to_micros(field: str, moment: object) -> int:
 
 def from_micros(micros: int) -> datetime:
     """Return integer microseconds since the epoch as an aware UTC datetime."""
-    return _EPOCH + timedelta(microseconds=micros)
+    # Positional (days, seconds, microseconds): the keyword form is ~40% slower, and the
+    # worker converts three timestamps per task it claims.
+    return _EPOCH + timedelta(0, 0, micros)
 
 
 def to_utc(moment: datetime) -> datetime:

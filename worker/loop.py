@@ -9,6 +9,7 @@ This module talks to the store through its public API only.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -267,16 +268,18 @@ class Worker:
             except TRANSIENT as error:
                 await asyncio.sleep(self._outage.failed(error))
         self._outage.recovered()
+        counts: collections.Counter[tuple[int, Outcome]] = collections.Counter()
         for pending, result in zip(batch, results, strict=True):
             record = pending.change.record
             if not result:
-                self.metrics.outcome(record.type, Outcome.CONFLICT)
+                counts[(record.type, Outcome.CONFLICT)] += 1
                 _task_log(record).warning(
                     "outcome refused: another worker holds the task now",
                     outcome=pending.outcome.value,
                 )
             else:
-                self.metrics.outcome(record.type, pending.outcome)
+                counts[(record.type, pending.outcome)] += 1
+        self.metrics.outcomes(counts)
 
     async def _keep_leases(self) -> None:
         interval = self._settings.lease / 3

@@ -6,7 +6,7 @@ never a task id. Children are created once at start so the hot path does no labe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -74,5 +74,7 @@ class WorkerMetrics:
     def task_finished(self, task_type: int, duration_seconds: float) -> None:
         self._duration[task_type].observe(duration_seconds)
 
-    def outcome(self, task_type: int, outcome: Outcome) -> None:
-        self._runs[(task_type, outcome)].inc()
+    def outcomes(self, counts: Mapping[tuple[int, Outcome], int]) -> None:
+        """Count a settled batch's runs: one increment per (type, outcome), not per task."""
+        for key, count in counts.items():
+            self._runs[key].inc(count)
