@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from store._codec import decode_record, encode_tail
 from store._keys import Keys
@@ -39,7 +41,7 @@ from store.record import (
     to_utc,
 )
 
-__all__ = ["REPLICA_ACK_TIMEOUT_MS", "WRITING_SCRIPTS", "Call", "Commands"]
+__all__ = ["AMBIGUOUS", "REPLICA_ACK_TIMEOUT_MS", "WRITING_SCRIPTS", "Call", "Commands"]
 
 Arg = bytes | str | int
 
@@ -52,6 +54,10 @@ _LUA_MAX_INT = 2**53
 # The scripts that write; with replicas_to_ack, each is followed by a WAIT on its connection.
 WRITING_SCRIPTS = frozenset({"put_all", "update", "claim", "settle", "extend"})
 REPLICA_ACK_TIMEOUT_MS = 1000
+
+# A call that fails with one of these may or may not have run on the server: the command may
+# have been lost on the way, or only its reply on the way back (a reset, a socket timeout).
+AMBIGUOUS = (RedisConnectionError, RedisTimeoutError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +102,33 @@ class Commands:
                 r.created_at if r.next_attempt_at is None else to_utc(r.next_attempt_at)
             )
             r.state = State(r.state)
+
+    def put_all_recovered(self, records: Sequence[Record], stored: Sequence[Any]) -> bool:
+        """Whether a batch whose put_all reply was lost, and whose re-send answered EXISTS, was
+        stored by the first send; if so, fill records from what is stored, as put_all_done would.
+
+        stored holds the packed values (HMGET) of the batch's task ids. They are this batch only
+        when every one is there, with ids consecutive in batch order (one put_all stored them all
+        at once), and with what put_all writes as sent. A worker may have claimed or settled a task
+        in the meantime (version > 1): then only what no script changes is compared (type, data,
+        reference_id, created_at). An identical batch put by someone else earlier is
+        indistinguishable; without an idempotency token in the script, that is the best one can
+        tell, and it is far likelier than a lost reply that was not ours.
+        """
+        found = [
+            decode_record(r.task_id, packed) if isinstance(packed, bytes) else None
+            for r, packed in zip(records, stored, strict=True)
+        ]
+        first = found[0]
+        if first is None:
+            return False
+        for offset, (sent, kept) in enumerate(zip(records, found, strict=True)):
+            if kept is None or kept.id != first.id + offset or not _stored_as_sent(sent, kept):
+                return False
+        for sent, kept in zip(records, found, strict=True):
+            assert kept is not None
+            kept.copy_to(sent)
+        return True
 
     def update(self, record: Record) -> Call:
         next_attempt = check_update(record)
@@ -202,6 +235,19 @@ _NEW_RECORD = struct.Struct(">IBIBqqI")
 _CHANGE = struct.Struct(">qBIq")
 _VERSION = struct.Struct(">q")
 _TASK_ID_SIZE = struct.Struct(">H")
+
+
+def _stored_as_sent(sent: Record, kept: Record) -> bool:
+    """Whether kept is what put_all stores for sent (see Commands.put_all_recovered)."""
+    same = (sent.type, sent.data, sent.reference_id) == (kept.type, kept.data, kept.reference_id)
+    if sent.created_at is not None:
+        same = same and sent.created_at == kept.created_at
+    if kept.version != 1:  # claimed or settled since: its state and schedule are the worker's
+        return same
+    same = same and (int(sent.state), sent.failed_attempts) == (kept.state, kept.failed_attempts)
+    if sent.next_attempt_at is not None:
+        same = same and sent.next_attempt_at == kept.next_attempt_at
+    return same
 
 
 def _pack_task_id(task_id: str) -> bytes:

@@ -26,14 +26,16 @@ from datetime import datetime
 from typing import Any, Self, cast
 
 from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, ResponseError
 
 from store._codec import decode_record
-from store._commands import REPLICA_ACK_TIMEOUT_MS, WRITING_SCRIPTS, Call, Commands
+from store._commands import AMBIGUOUS, REPLICA_ACK_TIMEOUT_MS, WRITING_SCRIPTS, Call, Commands
 from store._keys import Keys
 from store._scripts import SCRIPT_NAMES, source
-from store.connection import AsyncClient, async_client_from_url
-from store.errors import NotFoundError
+from store.connection import AsyncClient, async_client_from_url, parse_url
+from store.errors import ExistsError, NotFoundError, NotReplicatedError
 from store.protocol import DEFAULT_MAX_DATA_BYTES
 from store.queue import Change, Claim, Stats
 from store.record import Ordering, Record, State, check_task_id
@@ -46,6 +48,22 @@ DEFAULT_CLIENT_OPTIONS: dict[str, Any] = {
     "socket_connect_timeout": 5.0,
     "health_check_interval": 30,
 }
+
+
+def no_blind_retry(url: str, retry_class: Any) -> dict[str, Any]:
+    """The client option that stops redis-py from sending a command again after a connection
+    error or a timeout: a re-sent script may run twice (a put_all would then answer EXISTS for
+    the batch it stored). The store re-sends only what it can check (put_all), and the worker
+    retries its own calls. redis-py's from_url already builds connections without retries, but a
+    client built by hand retries ten times: this makes the choice explicit, not an accident.
+
+    A cluster client keeps its own retry: it re-reads the slot map and re-sends on the new
+    owner, which a failover needs; the option would turn that off too (see docs/reliability.md).
+    """
+    target = parse_url(url)
+    if target is not None and target.kind == "cluster":
+        return {}
+    return {"retry": retry_class(NoBackoff(), 0)}
 
 
 def check_replicas_to_ack(client: Any, replicas_to_ack: int) -> int:
@@ -68,7 +86,12 @@ def check_binary_client(client: Any) -> None:
 
 
 class RedisStore:
-    """A Store on a redis.asyncio client; several namespaces share one Redis unseen."""
+    """A Store on a redis.asyncio client; several namespaces share one Redis unseen.
+
+    A client built by hand (redis.asyncio.Redis(...)) re-sends a command up to ten times after a
+    connection error, scripts included: give it retry=Retry(NoBackoff(), 0), or a put_all whose
+    reply was lost may come back ExistsError for the batch it stored. from_url does this itself.
+    """
 
     def __init__(
         self,
@@ -98,7 +121,7 @@ class RedisStore:
         **client_options: Any,
     ) -> Self:
         """A store on its own client for url (see store/connection.py); aclose() closes it."""
-        options = {**DEFAULT_CLIENT_OPTIONS, **client_options}
+        options = {**DEFAULT_CLIENT_OPTIONS, **no_blind_retry(url, AsyncRetry), **client_options}
         client = async_client_from_url(url, **options)
         return cls(
             client,
@@ -121,7 +144,23 @@ class RedisStore:
 
     async def put_all(self, *records: Record) -> None:
         call = self._commands.put_all(records)
-        self._commands.put_all_done(records, await self._run(call))
+        try:
+            reply = await self._run(call)
+        except AMBIGUOUS:
+            # The script may have run and only its reply been lost: send it once more (on a new
+            # connection), and if that finds the batch stored, check it is this very batch.
+            try:
+                reply = await self._run(call)
+            except ExistsError:
+                stored = await self.client.hmget(self.keys.tasks, list(call.subjects))
+                if not self._commands.put_all_recovered(records, stored):
+                    raise
+                if self._replicas_to_ack:  # the first send's WAIT answer was lost with it
+                    raise NotReplicatedError(
+                        "the batch is stored; its replication could not be confirmed"
+                    ) from None
+                return
+        self._commands.put_all_done(records, reply)
 
     async def update(self, record: Record) -> None:
         packed = await self._run(self._commands.update(record))

@@ -11,13 +11,14 @@ from datetime import datetime
 from typing import Any, Self, cast
 
 from redis.exceptions import NoScriptError, ResponseError
+from redis.retry import Retry
 
 from store._codec import decode_record
-from store._commands import REPLICA_ACK_TIMEOUT_MS, WRITING_SCRIPTS, Call, Commands
+from store._commands import AMBIGUOUS, REPLICA_ACK_TIMEOUT_MS, WRITING_SCRIPTS, Call, Commands
 from store._keys import Keys
 from store._scripts import SCRIPT_NAMES, source
 from store.connection import SyncClient, sync_client_from_url
-from store.errors import NotFoundError
+from store.errors import ExistsError, NotFoundError, NotReplicatedError
 from store.protocol import DEFAULT_MAX_DATA_BYTES
 from store.queue import Change
 from store.record import Ordering, Record, State, check_task_id
@@ -25,6 +26,7 @@ from store.redis_store import (
     DEFAULT_CLIENT_OPTIONS,
     check_binary_client,
     check_replicas_to_ack,
+    no_blind_retry,
 )
 
 __all__ = ["SyncRedisStore"]
@@ -61,7 +63,8 @@ class SyncRedisStore:
         **client_options: Any,
     ) -> Self:
         """A store on its own client for url; close() closes it."""
-        client = sync_client_from_url(url, **{**DEFAULT_CLIENT_OPTIONS, **client_options})
+        options = {**DEFAULT_CLIENT_OPTIONS, **no_blind_retry(url, Retry), **client_options}
+        client = sync_client_from_url(url, **options)
         return cls(
             client,
             namespace=namespace,
@@ -83,7 +86,22 @@ class SyncRedisStore:
 
     def put_all(self, *records: Record) -> None:
         call = self._commands.put_all(records)
-        self._commands.put_all_done(records, self._run(call))
+        try:
+            reply = self._run(call)
+        except AMBIGUOUS:
+            # As RedisStore.put_all: re-send once; EXISTS then means ours only if stored as sent.
+            try:
+                reply = self._run(call)
+            except ExistsError:
+                stored = self.client.hmget(self.keys.tasks, list(call.subjects))
+                if not self._commands.put_all_recovered(records, stored):
+                    raise
+                if self._replicas_to_ack:
+                    raise NotReplicatedError(
+                        "the batch is stored; its replication could not be confirmed"
+                    ) from None
+                return
+        self._commands.put_all_done(records, reply)
 
     def update(self, record: Record) -> None:
         packed = self._run(self._commands.update(record))
