@@ -41,6 +41,7 @@ __all__ = [
     "check_invariants",
     "now_us",
     "put_tasks",
+    "skewed_clock_env",
     "wait_for",
     "wait_until_settled",
 ]
@@ -317,6 +318,50 @@ class Pool:
 
     def all_stderr(self) -> str:
         return "\n".join(f"--- worker pid {p.pid}\n{p.stderr()[-3000:]}" for p in self.procs)
+
+
+# --- a worker with a wrong clock ----------------------------------------------------------------
+
+CLOCK_SKEW_ENV = "RELIABILITY_CLOCK_SKEW"
+
+# Imported by Python at start-up (site.py) from the first sitecustomize on sys.path: moves every
+# wall clock of the process (time.time, time.time_ns, datetime.now/utcnow/today) by the skew.
+# time.monotonic stays: a wrong wall clock does not make timers run fast.
+_SITECUSTOMIZE = """
+import datetime as _dt
+import os as _os
+import time as _time
+
+_SKEW = float(_os.environ.get("RELIABILITY_CLOCK_SKEW", "0"))
+if _SKEW:
+    _real_time, _real_time_ns = _time.time, _time.time_ns
+    _time.time = lambda: _real_time() + _SKEW
+    _time.time_ns = lambda: _real_time_ns() + int(_SKEW * 1_000_000_000)
+    _delta = _dt.timedelta(seconds=_SKEW)
+
+    class _SkewedDatetime(_dt.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return super().now(tz) + _delta
+
+        @classmethod
+        def utcnow(cls):
+            return super().utcnow() + _delta
+
+        @classmethod
+        def today(cls):
+            return super().today() + _delta
+
+    _dt.datetime = _SkewedDatetime
+"""
+
+
+def skewed_clock_env(directory: Path, seconds: float) -> dict[str, str]:
+    """Environment for Pool.start: the worker's wall clock runs seconds ahead (or behind)."""
+    hook = directory / "skewed-clock"
+    hook.mkdir(exist_ok=True)
+    (hook / "sitecustomize.py").write_text(_SITECUSTOMIZE, encoding="utf-8")
+    return {"PYTHONPATH": f"{hook}{os.pathsep}{REPO}", CLOCK_SKEW_ENV: str(seconds)}
 
 
 # --- putting tasks and watching the store -------------------------------------------------------
