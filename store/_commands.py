@@ -108,8 +108,8 @@ class Commands:
         stored by the first send; if so, fill records from what is stored, as put_all_done would.
 
         stored holds the packed values (HMGET) of the batch's task ids. They are this batch only
-        when every one is there, with ids consecutive in batch order (one put_all stored them all
-        at once), and with what put_all writes as sent. A worker may have claimed or settled a task
+        when every one is there, with ids consecutive in batch order (as one put_all assigns
+        them), and with what put_all writes as sent. A worker may have claimed or settled a task
         in the meantime (version > 1): then only what no script changes is compared (type, data,
         reference_id, created_at). An identical batch put by someone else earlier is
         indistinguishable; without an idempotency token in the script, that is the best one can

@@ -317,3 +317,43 @@ def test_black_holed_redis_fails_every_call_within_the_timeout(
             f"socket_timeout {SOCKET_TIMEOUT} s; {len(took)} calls each raised",
         )
     )
+
+
+def test_recovery_accepts_only_this_batch(store_client: redis.Redis, ns: str) -> None:
+    """What put_all accepts after a lost reply: the batch stored as sent by one script run, even
+    once a worker claimed it; not a batch that differs, nor ids stored by separate puts."""
+
+    async def check() -> None:
+        async with RedisStore.from_url(
+            f"redis://{HOST}:{store_client.connection_pool.connection_kwargs['port']}",
+            namespace=ns,
+        ) as store:
+            due_now = [Record(task_id=f"c{i}", type=NORMAL, data=b"x") for i in range(3)]
+            await store.put_all(*due_now)
+            claim = await store.claim({NORMAL: 3}, limit=10, lease_seconds=30)
+            assert len(claim.tasks) == 3
+            ids = [r.task_id for r in due_now]
+
+            async def recovered(records: list[Record]) -> bool:
+                stored = await store.client.hmget(store.keys.tasks, [r.task_id for r in records])
+                return store._commands.put_all_recovered(records, stored)
+
+            again = [Record(task_id=t, type=NORMAL, data=b"x") for t in ids]
+            assert await recovered(again)  # claimed since (version 2): still this batch
+            assert [r.version for r in again] == [2, 2, 2]
+            assert [r.id for r in again] == [r.id for r in due_now]
+            assert not await recovered([Record(task_id=t, type=NORMAL, data=b"y") for t in ids])
+            assert not await recovered(
+                [Record(task_id=t, type=NORMAL, data=b"x", reference_id="r") for t in ids]
+            )
+            assert not await recovered(
+                [Record(task_id=t, type=NORMAL, data=b"x") for t in reversed(ids)]
+            )
+            await store.put_all(Record(task_id="between", type=NORMAL, data=b"x"))
+            await store.put_all(Record(task_id="solo", type=NORMAL, data=b"x"))
+            split = [Record(task_id=t, type=NORMAL, data=b"x") for t in ("c2", "solo")]
+            assert not await recovered(split)  # each as sent, but ids 3 and 5: not one put
+            missing = [Record(task_id=t, type=NORMAL, data=b"x") for t in ("c0", "nope")]
+            assert not await recovered(missing)
+
+    asyncio.run(check())
