@@ -27,65 +27,21 @@ from typing import Any, Self, cast
 
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry as AsyncRetry
-from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, ResponseError
 
+from store._base import RedisStoreBase
 from store._codec import decode_record
-from store._commands import AMBIGUOUS, REPLICA_ACK_TIMEOUT_MS, WRITING_SCRIPTS, Call, Commands
-from store._keys import Keys
-from store._scripts import SCRIPT_NAMES, source
-from store.connection import AsyncClient, async_client_from_url, parse_url
+from store._commands import AMBIGUOUS, REPLICA_ACK_TIMEOUT_MS, WRITING_SCRIPTS, Call
+from store._scripts import source
+from store.connection import AsyncClient, async_client_from_url
 from store.errors import ExistsError, NotFoundError, NotReplicatedError
-from store.protocol import DEFAULT_MAX_DATA_BYTES
 from store.queue import Change, Claim, Stats
 from store.record import Ordering, Record, State, check_task_id
 
 __all__ = ["RedisStore"]
 
-# Bounded waits on every call: a black-holed connection fails instead of hanging a worker.
-DEFAULT_CLIENT_OPTIONS: dict[str, Any] = {
-    "socket_timeout": 10.0,
-    "socket_connect_timeout": 5.0,
-    "health_check_interval": 30,
-}
 
-
-def no_blind_retry(url: str, retry_class: Any) -> dict[str, Any]:
-    """The client option that stops redis-py from sending a command again after a connection
-    error or a timeout: a re-sent script may run twice (a put_all would then answer EXISTS for
-    the batch it stored). The store re-sends only what it can check (put_all), and the worker
-    retries its own calls. redis-py's from_url already builds connections without retries, but a
-    client built by hand retries ten times: this makes the choice explicit, not an accident.
-
-    A cluster client keeps its own retry: it re-reads the slot map and re-sends on the new
-    owner, which a failover needs; the option would turn that off too (see docs/reliability.md).
-    """
-    target = parse_url(url)
-    if target is not None and target.kind == "cluster":
-        return {}
-    return {"retry": retry_class(NoBackoff(), 0)}
-
-
-def check_replicas_to_ack(client: Any, replicas_to_ack: int) -> int:
-    """replicas_to_ack, when this kind of client can WAIT on the connection that wrote."""
-    if isinstance(replicas_to_ack, bool) or not isinstance(replicas_to_ack, int):
-        raise TypeError(f"replicas_to_ack must be an int, got {replicas_to_ack!r}")
-    if replicas_to_ack < 0:
-        raise ValueError(f"replicas_to_ack must be >= 0, got {replicas_to_ack}")
-    if replicas_to_ack and "Cluster" in type(client).__name__:
-        # A cluster pipeline sends a keyless WAIT to any node, not the one that wrote.
-        raise ValueError("replicas_to_ack is not supported on Redis Cluster")
-    return replicas_to_ack
-
-
-def check_binary_client(client: Any) -> None:
-    """Refuse a client that decodes replies: records are binary and would be mangled."""
-    options = client.get_connection_kwargs() if hasattr(client, "get_connection_kwargs") else {}
-    if options.get("decode_responses"):
-        raise ValueError("RedisStore needs a client with decode_responses=False (data is binary)")
-
-
-class RedisStore:
+class RedisStore(RedisStoreBase[AsyncClient]):
     """A Store on a redis.asyncio client; several namespaces share one Redis unseen.
 
     A client built by hand (redis.asyncio.Redis(...)) re-sends a command up to ten times after a
@@ -93,43 +49,8 @@ class RedisStore:
     reply was lost may come back ExistsError for the batch it stored. from_url does this itself.
     """
 
-    def __init__(
-        self,
-        client: AsyncClient,
-        *,
-        namespace: str = "retryd",
-        max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
-        replicas_to_ack: int = 0,
-        owns_client: bool = False,
-    ) -> None:
-        check_binary_client(client)
-        self._replicas_to_ack = check_replicas_to_ack(client, replicas_to_ack)
-        self.client = client
-        self.keys = Keys.for_namespace(namespace)
-        self._commands = Commands(self.keys, max_data_bytes)
-        self._scripts = {name: client.register_script(source(name)) for name in SCRIPT_NAMES}
-        self._owns_client = owns_client
-
-    @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        namespace: str = "retryd",
-        max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
-        replicas_to_ack: int = 0,
-        **client_options: Any,
-    ) -> Self:
-        """A store on its own client for url (see store/connection.py); aclose() closes it."""
-        options = {**DEFAULT_CLIENT_OPTIONS, **no_blind_retry(url, AsyncRetry), **client_options}
-        client = async_client_from_url(url, **options)
-        return cls(
-            client,
-            namespace=namespace,
-            max_data_bytes=max_data_bytes,
-            replicas_to_ack=replicas_to_ack,
-            owns_client=True,
-        )
+    _connect = staticmethod(async_client_from_url)
+    _retry_class = AsyncRetry
 
     async def aclose(self) -> None:
         """Close the client if this store created it (from_url); leave a caller's client open."""

@@ -13,65 +13,23 @@ from typing import Any, Self, cast
 from redis.exceptions import NoScriptError, ResponseError
 from redis.retry import Retry
 
+from store._base import RedisStoreBase
 from store._codec import decode_record
-from store._commands import AMBIGUOUS, REPLICA_ACK_TIMEOUT_MS, WRITING_SCRIPTS, Call, Commands
-from store._keys import Keys
-from store._scripts import SCRIPT_NAMES, source
+from store._commands import AMBIGUOUS, REPLICA_ACK_TIMEOUT_MS, WRITING_SCRIPTS, Call
+from store._scripts import source
 from store.connection import SyncClient, sync_client_from_url
 from store.errors import ExistsError, NotFoundError, NotReplicatedError
-from store.protocol import DEFAULT_MAX_DATA_BYTES
 from store.queue import Change
 from store.record import Ordering, Record, State, check_task_id
-from store.redis_store import (
-    DEFAULT_CLIENT_OPTIONS,
-    check_binary_client,
-    check_replicas_to_ack,
-    no_blind_retry,
-)
 
 __all__ = ["SyncRedisStore"]
 
 
-class SyncRedisStore:
+class SyncRedisStore(RedisStoreBase[SyncClient]):
     """The Store contract, blocking, on a redis.Redis client."""
 
-    def __init__(
-        self,
-        client: SyncClient,
-        *,
-        namespace: str = "retryd",
-        max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
-        replicas_to_ack: int = 0,
-        owns_client: bool = False,
-    ) -> None:
-        check_binary_client(client)
-        self._replicas_to_ack = check_replicas_to_ack(client, replicas_to_ack)
-        self.client = client
-        self.keys = Keys.for_namespace(namespace)
-        self._commands = Commands(self.keys, max_data_bytes)
-        self._scripts = {name: client.register_script(source(name)) for name in SCRIPT_NAMES}
-        self._owns_client = owns_client
-
-    @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        namespace: str = "retryd",
-        max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
-        replicas_to_ack: int = 0,
-        **client_options: Any,
-    ) -> Self:
-        """A store on its own client for url; close() closes it."""
-        options = {**DEFAULT_CLIENT_OPTIONS, **no_blind_retry(url, Retry), **client_options}
-        client = sync_client_from_url(url, **options)
-        return cls(
-            client,
-            namespace=namespace,
-            max_data_bytes=max_data_bytes,
-            replicas_to_ack=replicas_to_ack,
-            owns_client=True,
-        )
+    _connect = staticmethod(sync_client_from_url)
+    _retry_class = Retry
 
     def close(self) -> None:
         """Close the client if this store created it (from_url)."""
