@@ -54,7 +54,6 @@ class _Running:
 class _Pending:
     change: Change
     outcome: Outcome
-    running: _Running
 
 
 class Worker:
@@ -81,7 +80,6 @@ class Worker:
         self._running: dict[str, _Running] = {}
         self._pending: list[_Pending] = []
         self._settling: list[_Pending] = []  # the batch being written now
-        self._unwritten = 0  # outcomes decided but not yet settled in Redis
         self._nudge = asyncio.Event()  # tasks put, a slot freed, or stop: claim again
         self._outcomes_ready = asyncio.Event()
         self._written = asyncio.Event()
@@ -94,6 +92,11 @@ class Worker:
             max_workers=self._settings.concurrency, thread_name_prefix="retryd-handler"
         )
         self.last_tick = time.monotonic()  # /healthz: the claimer is alive while this moves
+
+    @property
+    def _unwritten(self) -> int:
+        """Outcomes decided but not yet settled in Redis."""
+        return len(self._pending) + len(self._settling)
 
     @property
     def outage(self) -> bool:
@@ -220,8 +223,7 @@ class Worker:
         if failure is not None:
             reason = f"{type(failure).__name__}: {failure}"
             _task_log(record).warning("handler failed", outcome=outcome.value, error=reason)
-        self._unwritten += 1
-        self._pending.append(_Pending(change, outcome, running))
+        self._pending.append(_Pending(change, outcome))
         self._outcomes_ready.set()
 
     async def _call(self, spec: HandlerSpec, record: Any) -> None:
@@ -255,7 +257,6 @@ class Worker:
                 del self._pending[:_SETTLE_BATCH]
                 await self._settle(batch)
                 self._settling = []
-                self._unwritten -= len(batch)
                 self._nudge.set()  # a retry due now can be claimed at once
             self._written.set()
 
