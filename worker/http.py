@@ -21,11 +21,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client import generate_latest as render
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from redis.exceptions import RedisError
 
 from store import RedisStore, Stats, StoreError
 from worker.config import MetricsSettings
-from worker.loop import Worker
+from worker.loop import TRANSIENT, Worker
 from worker.metrics import WorkerMetrics, build_version
 
 __all__ = ["start_observability_server"]
@@ -40,13 +39,13 @@ STATS_CACHE_SECONDS = 1.0
 # not the whole scrape.
 STATS_TIMEOUT_SECONDS = 3.0
 # /healthz tolerates this long without a tick at least: during a Redis outage a claim may hang
-# for the client's 10 s socket timeout and then back off up to 5 s; probes must not flap
-# through that and restart a healthy worker.
+# for the client's 10 s socket timeout and then back off; probes must not flap through that
+# and restart a healthy worker.
 MIN_STALL_SECONDS = 20.0
 STALL_POLL_PERIODS = 3
 
 # Whatever a stats() call may fail with when Redis is away or refuses: counted, never raised.
-_STATS_ERRORS = (RedisError, OSError, StoreError)
+_STATS_ERRORS = (*TRANSIENT, StoreError)
 
 _REASONS = {
     200: "OK",
