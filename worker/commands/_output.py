@@ -22,6 +22,7 @@ __all__ = [
     "error",
     "iso",
     "print_json",
+    "print_record",
     "record_json",
     "record_lines",
     "table",
@@ -120,3 +121,11 @@ def _is_number(value: object) -> bool:
 
 def _cell(value: object) -> str:
     return "-" if value is None else str(value)
+
+
+def print_record(record: Record, *, as_json: bool) -> None:
+    """One record on stdout: a JSON object, or one aligned line per field."""
+    if as_json:
+        print_json(record_json(record))
+    else:
+        print("\n".join(record_lines(record)))

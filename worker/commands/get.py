@@ -7,7 +7,7 @@ from typing import Any
 
 from store import RedisStore
 from worker.commands._common import add_config_argument
-from worker.commands._output import add_json_argument, print_json, record_json, record_lines
+from worker.commands._output import add_json_argument, print_record
 from worker.commands._session import with_store
 from worker.config import Config
 
@@ -27,10 +27,7 @@ def add_parser(commands: Any) -> None:
 def main(args: argparse.Namespace) -> int:
     async def show(config: Config, store: RedisStore) -> int:
         record = await store.get_by_task_id(args.task_id)
-        if args.json:
-            print_json(record_json(record))
-        else:
-            print("\n".join(record_lines(record)))
+        print_record(record, as_json=args.json)
         return 0
 
     return with_store(args, show)

@@ -11,13 +11,7 @@ from typing import Any
 
 from store import Change, RedisStore, StaleVersionError, State
 from worker.commands._common import add_config_argument
-from worker.commands._output import (
-    add_json_argument,
-    error,
-    print_json,
-    record_json,
-    record_lines,
-)
+from worker.commands._output import add_json_argument, error, print_record
 from worker.commands._session import with_store
 from worker.config import Config
 
@@ -54,10 +48,7 @@ def main(args: argparse.Namespace) -> int:
                 f"task {record.task_id!r} changed while being retried; nothing was written"
             )
         settled = await store.get_by_task_id(record.task_id)
-        if args.json:
-            print_json(record_json(settled))
-        else:
-            print("\n".join(record_lines(settled)))
+        print_record(settled, as_json=args.json)
         return 0
 
     return with_store(args, retry)
