@@ -135,31 +135,32 @@ class RedisStore(RedisStoreBase[AsyncClient]):
         return self.client.pubsub(ignore_subscribe_messages=True)
 
     async def _run(self, call: Call) -> Any:
+        try:
+            try:
+                return await self._send(call, by_source=False)
+            except NoScriptError:
+                # redis-py loads a flushed script again and retries once; a second SCRIPT FLUSH
+                # (or a restart) in between would still escape. NOSCRIPT means nothing ran, and
+                # EVAL sends the source itself, so it cannot miss the cache.
+                return await self._send(call, by_source=True)
+        except ResponseError as error:
+            raise self._commands.translate(error, call) from None
+
+    async def _send(self, call: Call, *, by_source: bool) -> Any:
+        """Run call's script by SHA (or by source); with replicas_to_ack, a write is followed by
+        WAIT on the same connection and counts as done only once replicated."""
         script = self._scripts[call.script]
-        try:
-            if self._replicas_to_ack and call.script in WRITING_SCRIPTS:
-                return await self._run_replicated(script, call)
+        if not (self._replicas_to_ack and call.script in WRITING_SCRIPTS):
+            if by_source:
+                return await self.client.eval(
+                    source(call.script), len(call.keys), *call.keys, *call.args
+                )
             return await script(keys=call.keys, args=call.args)
-        except NoScriptError:
-            # redis-py loads a flushed script again and retries once; a second SCRIPT FLUSH (or a
-            # restart) in between would still escape. NOSCRIPT means nothing ran, and EVAL sends
-            # the source itself, so it cannot miss the cache.
-            return await self._eval(call)
-        except ResponseError as error:
-            raise self._commands.translate(error, call) from None
-
-    async def _eval(self, call: Call) -> Any:
-        try:
-            return await self.client.eval(
-                source(call.script), len(call.keys), *call.keys, *call.args
-            )
-        except ResponseError as error:
-            raise self._commands.translate(error, call) from None
-
-    async def _run_replicated(self, script: Any, call: Call) -> Any:
-        """The script, then WAIT on the same connection: acknowledged only once replicated."""
         async with self.client.pipeline(transaction=False) as pipe:
-            await script(keys=call.keys, args=call.args, client=pipe)
+            if by_source:
+                pipe.eval(source(call.script), len(call.keys), *call.keys, *call.args)
+            else:
+                await script(keys=call.keys, args=call.args, client=pipe)
             pipe.execute_command("WAIT", self._replicas_to_ack, REPLICA_ACK_TIMEOUT_MS)
             reply, acknowledged = await pipe.execute()
         self._commands.check_replicated(acknowledged, self._replicas_to_ack, call)

@@ -19,6 +19,7 @@ import redis.asyncio
 from store import (
     Change,
     NotFoundError,
+    NotReplicatedError,
     Record,
     RedisStore,
     State,
@@ -452,3 +453,27 @@ async def test_sync_settle_sees_the_same_records(
     ]
     assert sync_store.count_by_state(State.CONFIRMED) == 1
     assert (await redis_store.get_by_task_id("b")).state is State.PENDING
+
+
+# --- replicas_to_ack ---------------------------------------------------------------------------
+
+
+async def test_a_write_no_replica_confirmed_is_not_acknowledged(
+    redis_url: str, namespace: str
+) -> None:
+    """With replicas_to_ack on a server without replicas, every write raises
+    NotReplicatedError (WAIT answered 0) instead of returning as if it were safe."""
+    async with RedisStore.from_url(redis_url, namespace=namespace, replicas_to_ack=1) as store:
+        with pytest.raises(NotReplicatedError):
+            await store.put_all(rec("a"))
+        with pytest.raises(NotReplicatedError):
+            await store.claim({7: 3}, limit=1, lease_seconds=LONG_LEASE)
+        assert await store.count_by_state(State.PENDING) == 1  # reads do not wait
+
+
+def test_the_sync_store_waits_for_replicas_too(redis_url: str, namespace: str) -> None:
+    with (
+        SyncRedisStore.from_url(redis_url, namespace=namespace, replicas_to_ack=1) as store,
+        pytest.raises(NotReplicatedError),
+    ):
+        store.put_all(rec("a"))
