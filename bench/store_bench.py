@@ -1,7 +1,7 @@
 """Benchmark of the Redis task store (issue 2, section 6): a script, not a test.
 
 Starts its own redis-server on a free loopback port (no persistence), measures, prints a markdown
-table, and stops the server. Run: `python bench/store_bench.py [--max-not-due 1000000]`.
+table, and stops the server. Run: `python -m bench.store_bench [--max-not-due 1000000]`.
 
 Targets on a 2-core machine: put_all of 1000-task batches >= 50,000 tasks/s, and the latency of
 a 100-row get_all_ready_by_state page flat (within 2x) from 10k to 1M not-yet-due tasks.
@@ -11,53 +11,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import socket
 import statistics
-import subprocess
+import tempfile
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import redis
 
+from bench._processes import redis_server
 from store import Record, RedisStore, State
 
 DATA = bytes(range(100))  # a 100-byte payload
 PAGE_CALLS = 50
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextlib.contextmanager
-def redis_server() -> Iterator[str]:
-    """A private redis-server on a free loopback port; yields its URL, kills it at the end."""
-    port = free_port()
-    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1"]
-    server = subprocess.Popen(
-        [*argv, "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        client = redis.Redis.from_url(url)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        client.close()
-        yield url
-    finally:
-        server.kill()
-        server.wait()
 
 
 def tasks(prefix: str, count: int, *, start: int = 0, due: datetime | None = None) -> list[Record]:
@@ -127,7 +93,7 @@ async def bytes_per_task(url: str, count: int) -> float:
 
 async def main(max_not_due: int) -> None:
     rows: list[tuple[str, str]] = []
-    with redis_server() as url:
+    with tempfile.TemporaryDirectory() as workdir, redis_server(Path(workdir)) as url:
         rows.append(
             (
                 "Redis bytes per task (100k, 100-byte data)",
