@@ -39,6 +39,7 @@ __all__ = [
     "redis_server",
     "require_redis_server",
     "sentinel_setup",
+    "wait_for",
 ]
 
 HOST = "127.0.0.1"
@@ -297,7 +298,7 @@ def redis_cluster(masters: int = 3) -> Iterator[Cluster]:
             timeout=30,
         )
         cluster = Cluster(nodes)
-        _wait_for(
+        wait_for(
             lambda: all(cluster.cluster_info(n)["cluster_state"] == "ok" for n in nodes),
             "cluster_state:ok on every node",
         )
@@ -348,11 +349,11 @@ def sentinel_setup(password: str | None = None) -> Iterator[SentinelSetup]:
         stack.callback(replica.stop)
         replica.start()
         # Link up is not enough: the master streams writes only after the replica's first ACK.
-        _wait_for(lambda: _acked_by_replica(master), "the replica to acknowledge a write")
+        wait_for(lambda: _acked_by_replica(master), "the replica to acknowledge a write")
         setup = SentinelSetup(master, replica, _sentinel(root, master, password))
         stack.callback(setup.sentinel.stop)
         setup.sentinel.start()
-        _wait_for(lambda: setup.known_replicas() == 1, "the Sentinel to discover the replica")
+        wait_for(lambda: setup.known_replicas() == 1, "the Sentinel to discover the replica")
         yield setup
 
 
@@ -387,9 +388,12 @@ def _info(server: RedisServer, name: str) -> str:
         return str(client.info("replication").get(name, ""))
 
 
-def _wait_for(check: Any, what: str, timeout: float = 20.0) -> None:
+def wait_for(check: Any, what: str, timeout: float = 20.0, interval: float = 0.05) -> float:
+    """Poll check() until it holds; return the instant it did (time.monotonic()), or fail
+    naming what was awaited. The one poller of every suite that runs real processes."""
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+    return time.monotonic()

@@ -15,8 +15,8 @@ import pytest
 import redis
 
 from store import Record, RedisStore, State, SyncRedisStore
-from tests.servers import RedisServer, redis_server
-from tests.worker.test_e2e import Retryd, assert_clean_exit, runs, wait_until
+from tests.servers import RedisServer, redis_server, wait_for
+from tests.worker.test_e2e import Retryd, assert_clean_exit, runs
 from worker import Config, Registry, Worker, handler
 
 pytestmark = pytest.mark.cluster
@@ -80,13 +80,11 @@ def test_two_retryd_processes_share_a_cluster_and_wake_on_put(
     workers = [retryd_on_cluster.start(env=env), retryd_on_cluster.start(env=env)]
     with SyncRedisStore.from_url(cluster_url, namespace=namespace) as tasks:
         channel = tasks.keys.wake_channel
-        wait_until(
-            lambda: _subscribers(tasks.client, channel) == 2, "both workers to subscribe", 20
-        )
+        wait_for(lambda: _subscribers(tasks.client, channel) == 2, "both workers to subscribe", 20)
         ids = [f"task-{i}" for i in range(400)]
         for start in range(0, len(ids), 100):
             tasks.put_all(*(Record(t, 1, b"ok") for t in ids[start : start + 100]))
-        wait_until(lambda: tasks.count_by_state(State.CONFIRMED) == 400, "400 confirmed", 30)
+        wait_for(lambda: tasks.count_by_state(State.CONFIRMED) == 400, "400 confirmed", 30)
 
         with ledger.client() as client:
             noted = runs(client, retryd_on_cluster.runs_key)

@@ -29,6 +29,7 @@ from store import Record, State, StoreError, SyncRedisStore
 from store._codec import decode_record
 from store.record import to_micros
 from tests.reliability.chaos_handlers import LEDGER_KEY_ENV, LEDGER_URL_ENV, NORMAL
+from tests.servers import wait_for
 
 __all__ = [
     "REPORT",
@@ -55,16 +56,6 @@ OUTCOME_SLACK_US = 1_000_000
 def now_us() -> int:
     """The test process's wall clock in microseconds (same machine as the servers' TIME)."""
     return time.time_ns() // 1000
-
-
-def wait_for(check: Any, what: str, timeout: float, interval: float = 0.05) -> float:
-    """Poll check() until true; return the seconds it took, or fail naming what was awaited."""
-    started = time.monotonic()
-    while not check():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
-    return time.monotonic() - started
 
 
 # --- the report ---------------------------------------------------------------------------------
@@ -399,9 +390,11 @@ def pending_count(client: redis.Redis, namespace: str) -> int:
 
 def wait_until_settled(client: redis.Redis, namespace: str, timeout: float) -> float:
     """Wait until no task of the namespace is PENDING; return how long that took."""
-    return wait_for(
+    started = time.monotonic()
+    settled = wait_for(
         lambda: pending_count(client, namespace) == 0, "every task to settle", timeout, interval=0.1
     )
+    return settled - started
 
 
 @dataclass

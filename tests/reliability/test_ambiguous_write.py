@@ -28,10 +28,9 @@ from tests.reliability.harness import (
     ReportRow,
     check_invariants,
     put_tasks,
-    wait_for,
     wait_until_settled,
 )
-from tests.servers import HOST, RedisServer
+from tests.servers import HOST, RedisServer, wait_for
 
 SOCKET_TIMEOUT = 0.5
 # A call may wait one socket_timeout on its command, and put_all a second on its re-send.

@@ -14,10 +14,9 @@ from tests.reliability.harness import (
     ReportRow,
     check_invariants,
     put_tasks,
-    wait_for,
     wait_until_settled,
 )
-from tests.servers import RedisServer
+from tests.servers import RedisServer, wait_for
 
 TASKS = 10_000
 WORKERS = 4

@@ -12,10 +12,9 @@ from tests.reliability.harness import (
     ReportRow,
     check_invariants,
     put_tasks,
-    wait_for,
     wait_until_settled,
 )
-from tests.servers import RedisServer
+from tests.servers import RedisServer, wait_for
 
 SET_ASIDE = "damaged task set aside; repair or delete it"
 

@@ -18,10 +18,9 @@ from tests.reliability.harness import (
     check_invariants,
     now_us,
     put_tasks,
-    wait_for,
     wait_until_settled,
 )
-from tests.servers import RedisServer, free_port
+from tests.servers import RedisServer, free_port, wait_for
 
 UNAVAILABLE = "redis unavailable; retrying with backoff"
 AVAILABLE = "redis available again"

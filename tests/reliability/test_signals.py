@@ -20,10 +20,9 @@ from tests.reliability.harness import (
     check_invariants,
     now_us,
     put_tasks,
-    wait_for,
     wait_until_settled,
 )
-from tests.servers import RedisServer, free_port
+from tests.servers import RedisServer, free_port, wait_for
 
 GRACE = 0.5
 LONG_LEASE = 10.0

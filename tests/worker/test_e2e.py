@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ import pytest
 import redis
 
 from store import Record, State, SyncRedisStore
-from tests.servers import RedisServer
+from tests.servers import RedisServer, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 HANDLERS = "tests.worker.handlers_e2e"
@@ -131,16 +131,6 @@ def tasks(redis_url: str, namespace: str) -> Iterator[SyncRedisStore]:
         yield store
 
 
-def wait_until(check: Callable[[], bool], what: str, timeout: float = 10.0) -> float:
-    """Poll check until true; return when that happened (monotonic)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)
-    return time.monotonic()
-
-
 def runs(client: redis.Redis | redis.RedisCluster, key: str) -> list[tuple[str, int]]:
     raw: list[bytes] = client.lrange(key, 0, -1)  # type: ignore[assignment]
     entries = [entry.decode().split() for entry in raw]
@@ -195,9 +185,9 @@ def test_two_workers_run_each_of_2000_tasks_exactly_once(
     retryd: Retryd, tasks: SyncRedisStore
 ) -> None:
     workers = [retryd.start(), retryd.start()]
-    wait_until(lambda: subscribers(tasks) == 2, "both workers to listen")
+    wait_for(lambda: subscribers(tasks) == 2, "both workers to listen")
     ids = put_scripted(tasks, 2000, b"ok", batch=100)
-    wait_until(lambda: tasks.count_by_state(State.CONFIRMED) == 2000, "2000 confirmed", 30)
+    wait_for(lambda: tasks.count_by_state(State.CONFIRMED) == 2000, "2000 confirmed", 30)
     for process in workers:
         process.send_signal(signal.SIGTERM)
     for process in workers:
@@ -217,12 +207,12 @@ def test_a_task_whose_worker_is_killed_completes_after_its_lease(
     lease = {"worker": {"lease": 1.0, "poll_interval": 0.1}}
     doomed = retryd.start(sections=lease)
     tasks.put_all(Record(task_id="a", type=1, data=b"hang_first"))
-    wait_until(lambda: tasks.client.llen(retryd.runs_key) == 1, "the handler to start")
+    wait_for(lambda: tasks.client.llen(retryd.runs_key) == 1, "the handler to start")
     doomed.kill()
     doomed.wait()
     killed_at = time.monotonic()
     retryd.start(sections=lease)
-    done_at = wait_until(lambda: tasks.get_by_task_id("a").state == State.CONFIRMED, "confirm")
+    done_at = wait_for(lambda: tasks.get_by_task_id("a").state == State.CONFIRMED, "confirm")
     assert done_at - killed_at < 5.0
     # The abandoned lease counts as a failed attempt: a task that keeps killing workers
     # ends FAILED after max_attempts instead of crashing them forever.
@@ -238,16 +228,16 @@ def test_sigterm_drains_releases_unfinished_tasks_and_exits_0(
     slow_poll = {"worker": {"lease": 30.0, "poll_interval": 30.0, "shutdown_grace": grace}}
     leaving = retryd.start(env={"E2E_HANG": "1"}, sections=slow_poll)
     tasks.put_all(*(Record(task_id=f"t{i}", type=1, data=b"hang") for i in range(3)))
-    wait_until(lambda: tasks.client.llen(retryd.runs_key) == 3, "three handlers to start")
+    wait_for(lambda: tasks.client.llen(retryd.runs_key) == 3, "three handlers to start")
     staying = retryd.start(sections=slow_poll)
-    wait_until(lambda: subscribers(tasks) == 2, "the second worker to listen")
+    wait_for(lambda: subscribers(tasks) == 2, "the second worker to listen")
     time.sleep(0.2)  # its first claim found every task leased for 30 s
     signalled = time.monotonic()
     leaving.send_signal(signal.SIGTERM)
     assert_clean_exit(retryd, leaving, timeout=grace + 5)
     exited = time.monotonic()
     assert exited - signalled < grace + 2.0
-    done = wait_until(lambda: tasks.count_by_state(State.CONFIRMED) == 3, "3 confirmed", 5)
+    done = wait_for(lambda: tasks.count_by_state(State.CONFIRMED) == 3, "3 confirmed", 5)
     # Neither the 30 s lease nor the 30 s poll: the release woke the other worker.
     assert done - exited < 1.5
     assert [tasks.get_by_task_id(f"t{i}").failed_attempts for i in range(3)] == [0, 0, 0]
@@ -261,7 +251,7 @@ def test_sigterm_drains_releases_unfinished_tasks_and_exits_0(
 def test_a_second_signal_exits_at_once(retryd: Retryd, tasks: SyncRedisStore) -> None:
     worker = retryd.start(env={"E2E_HANG": "1"}, sections={"worker": {"shutdown_grace": 30.0}})
     tasks.put_all(Record(task_id="a", type=1, data=b"hang"))
-    wait_until(lambda: tasks.client.llen(retryd.runs_key) == 1, "the handler to start")
+    wait_for(lambda: tasks.client.llen(retryd.runs_key) == 1, "the handler to start")
     worker.send_signal(signal.SIGTERM)
     time.sleep(0.2)
     worker.send_signal(signal.SIGINT)
@@ -285,13 +275,13 @@ def test_a_redis_restart_mid_run_loses_no_task(retryd: Retryd, tmp_path: Path) -
             for start in range(0, total, 100):
                 batch = range(start, start + 100)
                 store.put_all(*(Record(task_id=f"q{i}", type=3, data=b"") for i in batch))
-            wait_until(lambda: store.count_by_state(State.CONFIRMED) >= 50, "some progress")
+            wait_for(lambda: store.count_by_state(State.CONFIRMED) >= 50, "some progress")
             server.kill()
             time.sleep(1.0)
             server.start()
             restarted = time.monotonic()
             assert store.count_by_state(State.CONFIRMED) < total, "finished before the restart"
-            done = wait_until(
+            done = wait_for(
                 lambda: store.count_by_state(State.CONFIRMED) == total, "all confirmed", 30
             )
             assert worker.poll() is None
@@ -382,7 +372,7 @@ def test_sigterm_exits_within_grace_even_with_a_hung_plain_handler(
     grace = 0.5
     worker = retryd.start(env={"E2E_HANG": "1"}, sections={"worker": {"shutdown_grace": grace}})
     tasks.put_all(Record(task_id="a", type=4, data=b""))
-    wait_until(lambda: tasks.client.llen(retryd.runs_key) == 1, "the handler to start")
+    wait_for(lambda: tasks.client.llen(retryd.runs_key) == 1, "the handler to start")
     signalled = time.monotonic()
     worker.send_signal(signal.SIGTERM)
     assert_clean_exit(retryd, worker, timeout=grace + 5)
