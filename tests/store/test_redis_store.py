@@ -477,3 +477,31 @@ def test_the_sync_store_waits_for_replicas_too(redis_url: str, namespace: str) -
         pytest.raises(NotReplicatedError),
     ):
         store.put_all(rec("a"))
+
+
+# --- packed batches cut short --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("script", ["put_all", "settle", "extend"])
+async def test_a_batch_cut_short_is_refused_before_any_write(
+    redis_store: RedisStore, script: str
+) -> None:
+    """Every proper prefix of a one-entry packed batch is refused INVALID, and nothing is
+    written: the scripts read the whole batch before their first write. (A prefix ending
+    between two entries would be a well-formed shorter batch, hence one entry.)"""
+    await redis_store.put_all(rec("held"))
+    claim = await redis_store.claim({7: 3}, limit=1, lease_seconds=LONG_LEASE)
+    commands = redis_store._commands  # the packing under test, not the public API
+    call = {
+        "put_all": lambda: commands.put_all([rec("new", reference_id="r")]),
+        "settle": lambda: commands.settle([Change(claim.tasks[0].record, State.CONFIRMED, 0)]),
+        "extend": lambda: commands.extend([claim.tasks[0].record], LONG_LEASE),
+    }[script]()
+    batch = call.args[-1]
+    assert isinstance(batch, bytes)
+    before = await redis_store.client.hgetall(redis_store.keys.tasks)
+    script_of_call = redis_store._scripts[call.script]
+    for cut in range(1, len(batch)):
+        with pytest.raises(redis.exceptions.ResponseError, match=r"^INVALID"):
+            await script_of_call(keys=call.keys, args=[*call.args[:-1], batch[:cut]])
+    assert await redis_store.client.hgetall(redis_store.keys.tasks) == before
