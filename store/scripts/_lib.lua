@@ -56,6 +56,21 @@ local function int_in(text, low, high)
   return n
 end
 
+-- One entry of a packed batch (put_all, settle, extend) at position at: an I2-prefixed task id,
+-- then fixed-size fields in struct format fields (fields_size bytes). Returns the task id, the
+-- fields in a table and the position after them; nil when the batch is cut short, for the
+-- caller to answer INVALID before its first write.
+local function read_entry(batch, at, fields, fields_size)
+  if at + 1 > #batch then return nil end
+  local size = struct.unpack('>I2', batch, at)
+  local task_id = string.sub(batch, at + 2, at + 1 + size)
+  at = at + 2 + size
+  if #task_id ~= size or at + fields_size - 1 > #batch then return nil end
+  local values = {struct.unpack(fields, batch, at)}
+  local after = table.remove(values)
+  return task_id, values, after
+end
+
 local function invalid(what)
   return redis.error_reply('INVALID ' .. what)
 end

@@ -13,14 +13,10 @@ if not lease then return invalid('lease') end
 local batch = ARGV[2]
 local leases, at = {}, 1
 while at <= #batch do
-  if at + 2 > #batch then return invalid('leases') end
-  local size = struct.unpack('>I2', batch, at)
-  local task_id = string.sub(batch, at + 2, at + 1 + size)
-  at = at + 2 + size
-  if #task_id ~= size or at + 8 > #batch + 1 then return invalid('leases') end
-  local version
-  version, at = struct.unpack('>i8', batch, at)
-  leases[#leases + 1] = {task_id, version}
+  local task_id, v
+  task_id, v, at = read_entry(batch, at, '>i8', 8)
+  if not task_id then return invalid('leases') end
+  leases[#leases + 1] = {task_id, v[1]}
 end
 
 local now = server_now_us()

@@ -18,15 +18,12 @@
 local batch = ARGV[2]
 local records, seen, at = {}, {}, 1
 while at <= #batch do
-  if at + 2 + 26 > #batch + 1 then return invalid('batch') end
-  local size = struct.unpack('>I2', batch, at)
-  local task_id = string.sub(batch, at + 2, at + 1 + size)
-  at = at + 2 + size
-  if #task_id ~= size or at + 26 + 4 > #batch + 1 then return invalid('batch') end
-  local r = {task_id = task_id, flags = 0, version = 1}
-  local given, tail_size
-  r.type, r.state, r.failed, given, r.next_at, r.created, tail_size, at =
-    struct.unpack('>I4BI4Bi8i8I4', batch, at)
+  local task_id, v
+  task_id, v, at = read_entry(batch, at, '>I4BI4Bi8i8I4', 30)
+  if not task_id then return invalid('batch') end
+  local r = {task_id = task_id, flags = 0, version = 1, type = v[1], state = v[2],
+    failed = v[3], next_at = v[5], created = v[6]}
+  local given, tail_size = v[4], v[7]
   r.tail = string.sub(batch, at, at + tail_size - 1)
   at = at + tail_size
   if #r.tail ~= tail_size or tail_size < 4 then return invalid('batch') end

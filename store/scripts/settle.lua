@@ -12,12 +12,10 @@
 local batch = ARGV[2]
 local changes, at = {}, 1
 while at <= #batch do
-  if at + 2 > #batch then return invalid('changes') end
-  local size = struct.unpack('>I2', batch, at)
-  local c = {task_id = string.sub(batch, at + 2, at + 1 + size)}
-  at = at + 2 + size
-  if #c.task_id ~= size or at + 21 > #batch + 1 then return invalid('changes') end
-  c.version, c.state, c.failed, c.delay, at = struct.unpack('>i8BI4i8', batch, at)
+  local task_id, v
+  task_id, v, at = read_entry(batch, at, '>i8BI4i8', 21)
+  if not task_id then return invalid('changes') end
+  local c = {task_id = task_id, version = v[1], state = v[2], failed = v[3], delay = v[4]}
   if c.state < PENDING or c.state > FAILED then return invalid('state') end
   if c.delay < 0 or c.delay > MAX_MICROS then return invalid('delay') end
   changes[#changes + 1] = c
