@@ -10,19 +10,20 @@ import logging
 import sys
 from collections.abc import Iterable, MutableMapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import structlog
 
 from worker.config import LogSettings
 
-__all__ = ["configure_logging", "secrets_of_url"]
+__all__ = ["configure_logging", "scrub", "secrets_of_url"]
 
 REDACTED = "***"
 
 
 def secrets_of_url(url: str) -> list[str]:
-    """The credentials a Redis URL carries (password, and the whole user:password pair)."""
+    """The credentials a Redis URL carries (password, and the whole user:password pair), as
+    written and percent-decoded: redis-py decodes the password before it can show up."""
     try:
         parts = urlsplit(url)
         password = parts.password
@@ -30,14 +31,22 @@ def secrets_of_url(url: str) -> list[str]:
         return []
     if not password:
         return []
-    return [f"{parts.username or ''}:{password}", password]
+    written = [f"{parts.username or ''}:{password}", password]
+    return sorted({*written, *map(unquote, written)}, key=len, reverse=True)
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """text with every secret replaced by ***, longest first (so a pair goes before its part)."""
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return text
 
 
 class SecretScrubber:
     """A structlog processor replacing each known secret in every string value."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self._secrets = list(secrets)
 
     def __call__(
         self, logger: Any, method: str, event: MutableMapping[str, Any]
@@ -53,9 +62,7 @@ class SecretScrubber:
                 value = f"{type(value).__name__}: {value}"
             else:
                 return value
-        for secret in self._secrets:
-            value = value.replace(secret, REDACTED)
-        return value
+        return scrub(value, self._secrets)
 
 
 def configure_logging(settings: LogSettings, secrets: Iterable[str] = ()) -> None:

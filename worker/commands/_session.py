@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections.abc import Awaitable, Callable
-from urllib.parse import unquote
 
 from redis.exceptions import RedisError
 
@@ -20,7 +19,7 @@ from worker.commands._common import config_from_args, open_store, redis_url
 from worker.commands._output import error
 from worker.config import Config
 from worker.errors import ConfigError
-from worker.logs import secrets_of_url
+from worker.logs import scrub, secrets_of_url
 
 __all__ = ["EXIT_UNREACHABLE", "redis_failure", "with_store"]
 
@@ -54,9 +53,5 @@ async def _run(config: Config, url: str, action: Action) -> int:
 
 def redis_failure(url: str, failure: BaseException) -> str:
     """'cannot use Redis at <url>: <why>', with every credential of url masked."""
-    text = f"{type(failure).__name__}: {failure}"
-    secrets = secrets_of_url(url)
-    secrets += [unquote(s) for s in secrets]
-    for secret in sorted(set(secrets) - {""}, key=len, reverse=True):
-        text = text.replace(secret, "***")
+    text = scrub(f"{type(failure).__name__}: {failure}", secrets_of_url(url))
     return f"cannot use Redis at {redact(url)}: {text}"
