@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 from redis.exceptions import RedisClusterException, RedisError
 
-from store import Change, Claimed, NotReplicatedError, RedisStore, StoreError
+from store import Change, Claim, Claimed, NotReplicatedError, RedisStore, StoreError
 from worker.config import Config, RetrySettings
 from worker.errors import ConfigError
 from worker.metrics import WorkerMetrics
@@ -144,37 +144,50 @@ class Worker:
             # Burst ends only on an empty claim that no outcome could have raced: an outcome
             # settled while the claim was in flight may have made a retry due after it ran.
             idle_before = not self._running and not self._unwritten
-            try:
-                claim = await self._store.claim(
-                    self._max_attempts, limit=limit, lease_seconds=self._settings.lease
-                )
-            except TRANSIENT as error:
-                await self._pause(self._outage.failed(error))
+            claim = await self._claim(limit)
+            if claim is None:
                 continue
-            except StoreError as error:
-                # Not an outage, and not something a restart would mend: say so and keep the
-                # process up (a crash loop would stop every other type's work too).
-                log.error("claim failed; retrying after poll_interval", error=str(error))
-                await self._pause(self._settings.poll_interval)
-                continue
-            self._outage.recovered()
-            received = time.monotonic()
-            for claimed in claim.tasks:
-                start_delay = (claim.now - claimed.due_at).total_seconds()
-                self._start(claimed, start_delay, received)
-            for task_id in claim.damaged:
-                log.error("damaged task set aside; repair or delete it", task_id=task_id)
+            self._start_all(claim)
             if len(claim.tasks) + len(claim.damaged) >= limit:
-                continue
+                continue  # more may be due: claim again at once
             if burst and not claim.tasks and not self._running:
                 if idle_before and not self._unwritten:
                     return
                 await self._all_written()
                 continue
-            sleep = self._settings.poll_interval
-            if claim.next_due is not None:
-                sleep = min(sleep, max((claim.next_due - claim.now).total_seconds(), 0.0))
-            await self._pause(sleep)
+            await self._pause(self._idle_seconds(claim))
+
+    async def _claim(self, limit: int) -> Claim | None:
+        """One claim; None after a failure, once the pause it calls for is over."""
+        try:
+            claim = await self._store.claim(
+                self._max_attempts, limit=limit, lease_seconds=self._settings.lease
+            )
+        except TRANSIENT as error:
+            await self._pause(self._outage.failed(error))
+            return None
+        except StoreError as error:
+            # Not an outage, and not something a restart would mend: say so and keep the
+            # process up (a crash loop would stop every other type's work too).
+            log.error("claim failed; retrying after poll_interval", error=str(error))
+            await self._pause(self._settings.poll_interval)
+            return None
+        self._outage.recovered()
+        return claim
+
+    def _start_all(self, claim: Claim) -> None:
+        received = time.monotonic()
+        for claimed in claim.tasks:
+            self._start(claimed, (claim.now - claimed.due_at).total_seconds(), received)
+        for task_id in claim.damaged:
+            log.error("damaged task set aside; repair or delete it", task_id=task_id)
+
+    def _idle_seconds(self, claim: Claim) -> float:
+        """Until the next task is due (by the server's clock), at most poll_interval."""
+        if claim.next_due is None:
+            return self._settings.poll_interval
+        until_due = max((claim.next_due - claim.now).total_seconds(), 0.0)
+        return min(self._settings.poll_interval, until_due)
 
     async def _pause(self, seconds: float) -> None:
         """Sleep up to seconds, or less if nudged (tasks put, a slot freed, stop)."""
