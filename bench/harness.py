@@ -25,7 +25,7 @@ from bench import _processes
 from bench.peers import _common
 from bench.peers.base import System, Unavailable
 
-__all__ = ["METRICS", "Metric", "RunResult", "run_system"]
+__all__ = ["METRICS", "Metric", "RunResult", "percentile", "run_system", "wait_until_count"]
 
 LAG_JOBS = 500
 LAG_LEAD_SECONDS = 2.0
@@ -84,7 +84,7 @@ async def _used_memory(client: Redis) -> int:
     return int(info["used_memory"]) - int(info["mem_clients_normal"])
 
 
-async def _wait_until(
+async def wait_until_count(
     read: Callable[[], Awaitable[int]],
     target: int,
     proc: subprocess.Popen[bytes],
@@ -122,7 +122,7 @@ def _lag_length(client: Redis) -> Callable[[], Awaitable[int]]:
     return read
 
 
-def _percentile(sorted_values: list[float], fraction: float) -> float:
+def percentile(sorted_values: list[float], fraction: float) -> float:
     """Nearest-rank percentile: the smallest value with at least fraction of them at or below."""
     rank = max(1, math.ceil(fraction * len(sorted_values)))
     return sorted_values[rank - 1]
@@ -153,7 +153,7 @@ async def _measure_throughput(
     await client.delete(_common.DONE_KEY)
     start = time.perf_counter()
     await system.enqueue(mode, n)
-    end = await _wait_until(_counter(client), n, proc)
+    end = await wait_until_count(_counter(client), n, proc)
     return n / (end - start)
 
 
@@ -166,11 +166,11 @@ async def _measure_lag(
     due = float(math.ceil(time.time() + LAG_LEAD_SECONDS))
     await system.enqueue_at(_common.MODE_LAG, LAG_JOBS, due)
     wait = due - time.time()
-    await _wait_until(_lag_length(client), LAG_JOBS, proc, stall_seconds=_STALL_SECONDS + wait)
+    await wait_until_count(_lag_length(client), LAG_JOBS, proc, stall_seconds=_STALL_SECONDS + wait)
     stamps = await client.lrange(_common.LAG_KEY, 0, -1)
     lags = sorted((float(stamp) - due) * 1000.0 for stamp in stamps)
-    result.lag_p50_ms = _percentile(lags, 0.50)
-    result.lag_p99_ms = _percentile(lags, 0.99)
+    result.lag_p50_ms = percentile(lags, 0.50)
+    result.lag_p99_ms = percentile(lags, 0.99)
     result.extra["lag_min_ms"] = lags[0]
     result.extra["lag_max_ms"] = lags[-1]
 
@@ -180,7 +180,7 @@ async def _warm_up(system: System, client: Redis, proc: subprocess.Popen[bytes])
     start = time.perf_counter()
     await client.delete(_common.DONE_KEY)
     await system.enqueue(_common.MODE_INCR, 1)
-    end = await _wait_until(_counter(client), 1, proc, stall_seconds=_STARTUP_SECONDS)
+    end = await wait_until_count(_counter(client), 1, proc, stall_seconds=_STARTUP_SECONDS)
     return end - start
 
 

@@ -40,9 +40,9 @@ from typing import Any
 from redis.asyncio import Redis
 
 from bench import _processes, jobs_alone
-from bench.harness import _percentile, _wait_until
+from bench.harness import percentile, wait_until_count
 from bench.peers import _common
-from bench.peers.retryd_peer import _retryd_executable
+from bench.peers.retryd_peer import retryd_executable
 from store import Change, Record, RedisStore, State
 from worker.config import Config
 from worker.loop import Worker
@@ -221,7 +221,7 @@ async def claim_throughput(bench: Bench) -> None:
 @contextmanager
 def _worker(bench: Bench, namespace: str, concurrency: int, batch: int) -> Iterator[Any]:
     """A `retryd run` process on namespace, stopped by its pid on the way out."""
-    exe = _retryd_executable()
+    exe = retryd_executable()
     if exe is None:
         raise RuntimeError("no `retryd` executable beside the interpreter or on PATH")
     config = bench.workdir / f"{namespace}.toml"
@@ -244,7 +244,7 @@ def _confirmed(store: RedisStore) -> Callable[[], Awaitable[int]]:
 async def _warm_up(bench: Bench, store: RedisStore, proc: Any) -> int:
     """Run one no-op task through the worker, so start-up is never timed; returns 1."""
     await store.put_all(*bench.records(jobs_alone.NOOP_TYPE, 1))
-    await _wait_until(_confirmed(store), 1, proc, stall_seconds=30.0)
+    await wait_until_count(_confirmed(store), 1, proc, stall_seconds=30.0)
     return 1
 
 
@@ -265,7 +265,7 @@ async def idle_cpu(bench: Bench) -> None:
         with _worker(bench, namespace, concurrency=64, batch=200) as proc:
             base = await store.count_by_state(State.CONFIRMED)
             await store.put_all(*bench.records(jobs_alone.NOOP_TYPE, 1))
-            await _wait_until(_confirmed(store), base + 1, proc, stall_seconds=30.0)
+            await wait_until_count(_confirmed(store), base + 1, proc, stall_seconds=30.0)
             await asyncio.sleep(1.0)  # let start-up work (imports, first claims) settle
             worker0, server0, wall0 = _cpu_seconds(proc.pid), _cpu_seconds(server_pid), time.time()
             await asyncio.sleep(_IDLE_SECONDS)
@@ -298,7 +298,7 @@ async def concurrency_scaling(bench: Bench) -> None:
                 warm = await _warm_up(bench, store, proc)
                 start = time.perf_counter()
                 await _put(store, bench.records(jobs_alone.SLEEP_TYPE, n))
-                end = await _wait_until(_confirmed(store), warm + n, proc)
+                end = await wait_until_count(_confirmed(store), warm + n, proc)
         finally:
             await store.aclose()
         per_level[concurrency] = rate = n / (end - start)
@@ -335,7 +335,7 @@ async def start_delay(bench: Bench) -> None:
             async def stamped() -> int:
                 return int(await admin.llen(jobs_alone.STAMP_KEY))
 
-            await _wait_until(stamped, puts, proc)
+            await wait_until_count(stamped, puts, proc)
         stamps = await admin.lrange(jobs_alone.STAMP_KEY, 0, -1)
     finally:
         await store.aclose()
@@ -348,12 +348,12 @@ async def start_delay(bench: Bench) -> None:
         from_reply.append((float(started) - after) * 1000)
     from_call.sort()
     from_reply.sort()
-    p50, p99 = _percentile(from_call, 0.50), _percentile(from_call, 0.99)
+    p50, p99 = percentile(from_call, 0.50), percentile(from_call, 0.99)
     bench.figures["start_delay_ms"] = {
         "from_put_call": {"p50": p50, "p99": p99, "max": from_call[-1]},
         "from_put_reply": {
-            "p50": _percentile(from_reply, 0.50),
-            "p99": _percentile(from_reply, 0.99),
+            "p50": percentile(from_reply, 0.50),
+            "p99": percentile(from_reply, 0.99),
         },
     }
     bench.rows.append(
@@ -378,7 +378,7 @@ async def noop_end_to_end(bench: Bench) -> None:
                 warm = await _warm_up(bench, store, proc)
                 start = time.perf_counter()
                 await _put(store, bench.records(jobs_alone.NOOP_TYPE, n))
-                end = await _wait_until(_confirmed(store), warm + n, proc)
+                end = await wait_until_count(_confirmed(store), warm + n, proc)
         finally:
             await store.aclose()
         rates.append(n / (end - start))

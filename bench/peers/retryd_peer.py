@@ -11,7 +11,7 @@ from bench.peers import _common
 from bench.peers.base import System, Unavailable
 from store import Record, RedisStore
 
-__all__ = ["SYSTEM"]
+__all__ = ["SYSTEM", "retryd_executable"]
 
 _BATCH = 1000
 _CONFIG = """\
@@ -33,7 +33,7 @@ level = "warning"
 """
 
 
-def _retryd_executable() -> str | None:
+def retryd_executable() -> str | None:
     beside = Path(sys.executable).with_name("retryd")
     return str(beside) if beside.exists() else shutil.which("retryd")
 
@@ -50,7 +50,7 @@ class Retryd(System):
         self._next_id = 0
 
     def worker_argv(self, workdir: Path, url: str) -> list[str]:
-        exe = _retryd_executable()
+        exe = retryd_executable()
         if exe is None:
             raise Unavailable("no `retryd` executable beside the interpreter or on PATH")
         config = workdir / "retryd.toml"
