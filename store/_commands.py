@@ -41,7 +41,7 @@ from store.record import (
     to_utc,
 )
 
-__all__ = ["AMBIGUOUS", "REPLICA_ACK_TIMEOUT_MS", "WRITING_SCRIPTS", "Call", "Commands"]
+__all__ = ["AMBIGUOUS", "REPLICATED_SCRIPTS", "REPLICA_ACK_TIMEOUT_MS", "Call", "Commands"]
 
 Arg = bytes | str | int
 
@@ -51,8 +51,11 @@ Arg = bytes | str | int
 _LUA_MAX_INT = 2**53
 
 
-# The scripts that write; with replicas_to_ack, each is followed by a WAIT on its connection.
-WRITING_SCRIPTS = frozenset({"put_all", "update", "claim", "settle", "extend"})
+# The writes that, with replicas_to_ack, are followed by a WAIT on their connection: those whose
+# loss in a failover would lose a task or an outcome. claim and extend only hold leases: lost,
+# a task is merely due again (a run repeated across a failover, which version fencing allows),
+# while refusing them made a claimed task invisible to the very worker that had leased it.
+REPLICATED_SCRIPTS = frozenset({"put_all", "update", "settle"})
 REPLICA_ACK_TIMEOUT_MS = 1000
 
 # A call that fails with one of these may or may not have run on the server: the command may

@@ -31,7 +31,7 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from store._base import RedisStoreBase
 from store._codec import decode_record
-from store._commands import AMBIGUOUS, REPLICA_ACK_TIMEOUT_MS, WRITING_SCRIPTS, Call
+from store._commands import AMBIGUOUS, REPLICA_ACK_TIMEOUT_MS, REPLICATED_SCRIPTS, Call
 from store._scripts import source
 from store.connection import AsyncClient, async_client_from_url
 from store.errors import ExistsError, NotFoundError, NotReplicatedError
@@ -150,7 +150,7 @@ class RedisStore(RedisStoreBase[AsyncClient]):
         """Run call's script by SHA (or by source); with replicas_to_ack, a write is followed by
         WAIT on the same connection and counts as done only once replicated."""
         script = self._scripts[call.script]
-        if not (self._replicas_to_ack and call.script in WRITING_SCRIPTS):
+        if not (self._replicas_to_ack and call.script in REPLICATED_SCRIPTS):
             if by_source:
                 return await self.client.eval(
                     source(call.script), len(call.keys), *call.keys, *call.args

@@ -461,14 +461,17 @@ async def test_sync_settle_sees_the_same_records(
 async def test_a_write_no_replica_confirmed_is_not_acknowledged(
     redis_url: str, namespace: str
 ) -> None:
-    """With replicas_to_ack on a server without replicas, every write raises
-    NotReplicatedError (WAIT answered 0) instead of returning as if it were safe."""
+    """With replicas_to_ack on a server without replicas, puts and outcomes raise
+    NotReplicatedError (WAIT answered 0) instead of returning as if they were safe; a claim
+    does not wait (a lost lease only makes a task due again), and reads never do."""
     async with RedisStore.from_url(redis_url, namespace=namespace, replicas_to_ack=1) as store:
         with pytest.raises(NotReplicatedError):
             await store.put_all(rec("a"))
+        (claimed,) = (await store.claim({7: 3}, limit=1, lease_seconds=LONG_LEASE)).tasks
+        assert await store.extend([claimed.record], lease_seconds=LONG_LEASE) == [True]
         with pytest.raises(NotReplicatedError):
-            await store.claim({7: 3}, limit=1, lease_seconds=LONG_LEASE)
-        assert await store.count_by_state(State.PENDING) == 1  # reads do not wait
+            await store.settle([Change(claimed.record, State.CONFIRMED, 0)])
+        assert await store.count_by_state(State.CONFIRMED) == 1  # reads do not wait
 
 
 def test_the_sync_store_waits_for_replicas_too(redis_url: str, namespace: str) -> None:
