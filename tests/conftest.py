@@ -16,11 +16,14 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import pytest
 import redis
 
 from store import MemoryStore, Ordering, Record, RedisStore, State, Store, SyncRedisStore
+from store.postgres import PostgresStore, SyncPostgresStore
+from tests.pg import migrated_namespace, scratch_database, server_url
 
 REDIS_URL_ENV = "RETRYD_TEST_REDIS_URL"
 
@@ -96,9 +99,10 @@ async def redis_store(redis_url: str, namespace: str) -> AsyncIterator[RedisStor
 
 
 class ThreadedSyncStore:
-    """A SyncRedisStore whose methods are awaitable (run in a thread), so async tests drive it."""
+    """A sync store (SyncRedisStore, SyncPostgresStore) whose methods are awaitable (run in a
+    thread), so async tests drive it."""
 
-    def __init__(self, sync: SyncRedisStore) -> None:
+    def __init__(self, sync: Any) -> None:
         self.sync = sync
 
     async def put_all(self, *records: Record) -> None:
@@ -128,11 +132,13 @@ class ThreadedSyncStore:
 
 @dataclass(frozen=True, slots=True)
 class BackendContext:
-    """What a backend factory may use: the session's Redis and the test's namespace."""
+    """What a backend factory may use: the session's Redis (or PostgreSQL database, for the
+    PostgreSQL backends) and the test's namespace."""
 
     redis_url: str
     namespace: str
     max_data_bytes: int
+    postgres_url: str = ""
 
 
 BackendFactory = Callable[[BackendContext], AbstractAsyncContextManager[Store]]
@@ -159,11 +165,33 @@ async def redis_sync_backend(ctx: BackendContext) -> AsyncIterator[Store]:
         yield ThreadedSyncStore(sync)
 
 
+@contextlib.asynccontextmanager
+async def postgres_backend(ctx: BackendContext) -> AsyncIterator[Store]:
+    with migrated_namespace(ctx.postgres_url, ctx.namespace):
+        async with PostgresStore.from_url(
+            ctx.postgres_url, namespace=ctx.namespace, max_data_bytes=ctx.max_data_bytes
+        ) as store:
+            yield store
+
+
+@contextlib.asynccontextmanager
+async def postgres_sync_backend(ctx: BackendContext) -> AsyncIterator[Store]:
+    with (
+        migrated_namespace(ctx.postgres_url, ctx.namespace),
+        SyncPostgresStore.from_url(
+            ctx.postgres_url, namespace=ctx.namespace, max_data_bytes=ctx.max_data_bytes
+        ) as sync,
+    ):
+        yield ThreadedSyncStore(sync)
+
+
 # Every Store the contract suite runs against; a new backend is one line here.
 BACKENDS: dict[str, BackendFactory] = {
     "memory": memory_backend,
     "redis": redis_backend,
     "redis-sync": redis_sync_backend,
+    "postgres": postgres_backend,
+    "postgres-sync": postgres_sync_backend,
 }
 
 # Small enough that the size limit is cheap to test, large enough for every other test.
@@ -176,5 +204,16 @@ async def store(
 ) -> AsyncIterator[Store]:
     """Each Store backend in turn, on this test's namespace."""
     factory = BACKENDS[request.param]
-    async with factory(BackendContext(redis_url, namespace, TEST_MAX_DATA_BYTES)) as backend:
+    postgres = ""
+    if request.param.startswith("postgres"):
+        postgres = request.getfixturevalue("postgres_url")
+    context = BackendContext(redis_url, namespace, TEST_MAX_DATA_BYTES, postgres)
+    async with factory(context) as backend:
         yield backend
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A database of this test session's own on the real PostgreSQL, dropped at the end."""
+    with scratch_database(server_url()) as url:
+        yield url

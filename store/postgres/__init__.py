@@ -1,0 +1,20 @@
+"""retryd's task store on PostgreSQL (psycopg 3): the same contract as the Redis stores.
+
+A namespace is a schema of the database, created and upgraded by `retryd migrate` (migrate());
+producers can put tasks inside their own transaction (put_all(..., connection=conn)). See
+docs/postgres.md.
+"""
+
+from store.postgres._migrate import MigrationReport, migrate
+from store.postgres._schema import SCHEMA_VERSION, SchemaVersionError
+from store.postgres.store import PostgresStore
+from store.postgres.sync_store import SyncPostgresStore
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "MigrationReport",
+    "PostgresStore",
+    "SchemaVersionError",
+    "SyncPostgresStore",
+    "migrate",
+]

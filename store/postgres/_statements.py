@@ -1,0 +1,232 @@
+"""What each PostgreSQL store operation sends and how it reads the rows that come back.
+
+Kept apart from I/O so that the async PostgresStore and the blocking SyncPostgresStore are thin
+shells over the same statements, the same checks (store/protocol.py's, shared with every store)
+and the same errors.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from store._commands import _micros, _positive
+from store.errors import ExistsError, NotFoundError, StaleVersionError, ValidationError
+from store.postgres._schema import QueryName, Schema
+from store.protocol import check_batch, check_query, check_update
+from store.queue import Change, Claim, Claimed, Stats
+from store.record import (
+    MAX_UINT32,
+    Ordering,
+    Record,
+    State,
+    check_state,
+    check_task_id,
+    to_utc,
+)
+
+__all__ = ["Query", "Statements"]
+
+Row = Sequence[Any]
+
+_BIGINT_MAX = 2**63 - 1
+# A unique violation's detail names the key as PostgreSQL prints bytea: \x then hex.
+_DUPLICATE_KEY = re.compile(r"\(task_id\)=\(\\x([0-9a-fA-F]*)\)")
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """One statement to run: its text and its parameters."""
+
+    name: QueryName
+    sql: bytes
+    params: Mapping[str, Any]
+
+
+class Statements:
+    """Builds the statements of one namespace and turns their rows into records."""
+
+    def __init__(self, schema: Schema, max_data_bytes: int) -> None:
+        self.schema = schema
+        self.max_data_bytes = max_data_bytes
+
+    def _query(self, name: QueryName, **params: Any) -> Query:
+        return Query(name, self.schema.sql(name), params)
+
+    # --- the seed's contract ---------------------------------------------------------------
+
+    def put_all(self, records: Sequence[Record]) -> Query:
+        check_batch(records, self.max_data_bytes)
+        return self._query(
+            "put_all",
+            task_ids=[r.task_id.encode("utf-8") for r in records],
+            types=[r.type for r in records],
+            data=[r.data for r in records],
+            reference_ids=[_utf8(r.reference_id) for r in records],
+            states=[int(r.state) for r in records],
+            failed=[r.failed_attempts for r in records],
+            next_at=[r.next_attempt_at for r in records],
+            created=[r.created_at for r in records],
+            channel=self.schema.channel,
+        )
+
+    def put_all_done(self, records: Sequence[Record], row: Row) -> None:
+        """Fill in the callers' records, or raise ExistsError naming the first stored task."""
+        now, existing, task_ids, ids = to_utc(row[0]), row[1], row[2], row[3]
+        if existing is not None:
+            raise ExistsError(f"task {records[existing - 1].task_id!r} already exists")
+        id_of = dict(zip((bytes(t).decode("utf-8") for t in task_ids), ids, strict=True))
+        for r in records:
+            r.id, r.version, r.state = id_of[r.task_id], 1, State(r.state)
+            r.created_at = now if r.created_at is None else to_utc(r.created_at)
+            r.next_attempt_at = (
+                r.created_at if r.next_attempt_at is None else to_utc(r.next_attempt_at)
+            )
+
+    def duplicate(self, detail: str | None) -> ExistsError:
+        """The ExistsError for a unique violation (a concurrent put_all stored the id first)."""
+        found = _DUPLICATE_KEY.search(detail or "")
+        if found is None:
+            return ExistsError("a task of the batch already exists")
+        task_id = bytes.fromhex(found.group(1)).decode("utf-8", "backslashreplace")
+        return ExistsError(f"task {task_id!r} already exists")
+
+    def update(self, record: Record) -> Query:
+        check_update(record)
+        return self._query(
+            "update",
+            task_id=record.task_id.encode("utf-8"),
+            version=record.version,
+            state=int(record.state),
+            failed=record.failed_attempts,
+            next_at=record.next_attempt_at,
+        )
+
+    def update_done(self, record: Record, row: Row | None) -> None:
+        if row is None:
+            raise StaleVersionError(
+                f"task {record.task_id!r} is missing or not at version {record.version}"
+            )
+        to_record(row).copy_to(record)
+
+    def get(self, task_id: str) -> Query:
+        return self._query("get", task_id=check_task_id(task_id).encode("utf-8"))
+
+    def get_done(self, task_id: str, row: Row | None) -> Record:
+        if row is None:
+            raise NotFoundError(f"task {task_id!r} not found")
+        return to_record(row)
+
+    def get_ready(
+        self, state: State, as_of: datetime, cursor: int | None, limit: int, direction: Ordering
+    ) -> Query:
+        known, _ = check_query(state, as_of, cursor, limit, direction)
+        if cursor is not None:  # clamped: no id lies beyond, so the page is the same
+            cursor = max(-_BIGINT_MAX, min(cursor, _BIGINT_MAX))
+        name: QueryName = "get_ready_desc" if direction is Ordering.DESC else "get_ready_asc"
+        return self._query(
+            name, state=int(known), as_of=as_of, cursor=cursor, limit=min(limit, _BIGINT_MAX)
+        )
+
+    def get_ready_done(self, rows: Sequence[Row], state: State, as_of: datetime) -> list[Record]:
+        if not rows:
+            raise NotFoundError(f"no {State(state)} task is ready as of {as_of.isoformat()}")
+        return [to_record(row) for row in rows]
+
+    def count(self, state: State) -> Query:
+        return self._query("count", state=int(check_state("state", state)))
+
+    # --- the worker's side ------------------------------------------------------------------
+
+    def claim(self, max_attempts: Mapping[int, int], limit: int, lease_seconds: float) -> Query:
+        if not max_attempts:
+            raise ValidationError("types", "claim needs at least one task type")
+        lease = _micros("lease", lease_seconds)
+        return self._query(
+            "claim",
+            types=[_positive("type", t) for t in max_attempts],
+            max_attempts=[_positive("max_attempts", m) for m in max_attempts.values()],
+            limit=_positive("limit", limit),
+            lease=timedelta(microseconds=lease),
+        )
+
+    def claim_done(self, rows: Sequence[Row]) -> Claim:
+        """Rows of (record..., due_at, now, next_due); a lone row of NULLs: nothing taken."""
+        first = rows[0]
+        now, next_due = to_utc(first[11]), first[12]
+        tasks = [Claimed(to_record(row), to_utc(row[10])) for row in rows if row[0] is not None]
+        return Claim(
+            now=now,
+            tasks=tasks,
+            next_due=None if next_due is None else to_utc(next_due),
+            damaged=[],  # the table's constraints keep every row sound
+        )
+
+    def settle(self, changes: Sequence[Change]) -> Query:
+        if not changes:
+            raise ValidationError("changes", "settle needs at least one change")
+        for change in changes:
+            check_state("state", change.state)
+            if not 0 <= change.failed_attempts <= MAX_UINT32:
+                raise ValidationError("failed_attempts", f"must be in 0..{MAX_UINT32}")
+        return self._query(
+            "settle",
+            task_ids=[c.record.task_id.encode("utf-8") for c in changes],
+            versions=[c.record.version for c in changes],
+            states=[int(c.state) for c in changes],
+            failed=[c.failed_attempts for c in changes],
+            delays=[timedelta(microseconds=_micros("delay", c.delay_seconds)) for c in changes],
+            channel=self.schema.channel,
+        )
+
+    def extend(self, records: Sequence[Record], lease_seconds: float) -> Query:
+        lease = _micros("lease", lease_seconds)
+        return self._query(
+            "extend",
+            task_ids=[r.task_id.encode("utf-8") for r in records],
+            versions=[r.version for r in records],
+            lease=timedelta(microseconds=lease),
+        )
+
+    def flags_done(self, rows: Sequence[Row], size: int) -> list[bool]:
+        """Per item, whether it was applied: rows name the 1-based positions that were."""
+        applied = {int(row[0]) for row in rows}
+        return [position in applied for position in range(1, size + 1)]
+
+    def stats(self) -> Query:
+        return self._query("stats")
+
+    def stats_done(self, row: Row) -> Stats:
+        now, pending, confirmed, failed, ready, oldest = row
+        return Stats(
+            now=to_utc(now),
+            pending=int(pending),
+            confirmed=int(confirmed),
+            failed=int(failed),
+            ready=int(ready),
+            oldest_ready_at=None if oldest is None else to_utc(oldest),
+        )
+
+
+def to_record(row: Row) -> Record:
+    """A record from the first ten columns every statement returns it as."""
+    task_id, task_type, data, reference_id, state, failed, next_at, created, id_, version = row[:10]
+    return Record(
+        bytes(task_id).decode("utf-8"),
+        int(task_type),
+        bytes(data),
+        None if reference_id is None else bytes(reference_id).decode("utf-8"),
+        State(state),
+        int(failed),
+        to_utc(next_at),
+        to_utc(created),
+        int(id_),
+        int(version),
+    )
+
+
+def _utf8(text: str | None) -> bytes | None:
+    return None if text is None else text.encode("utf-8")

@@ -1,0 +1,38 @@
+-- settle: record a batch of outcomes, each scheduled relative to the database's clock.
+-- Params  task_ids bytea[], versions bigint[], states smallint[], failed bigint[],
+--         delays interval[]: one element per change; channel text
+-- Returns one row per change applied: its 1-based position in the batch. A change whose task
+--         is missing or at another version is not applied (the others still are: each stands
+--         alone).
+-- Keeps   next_attempt_at = now + delay; version + 1; leased cleared; rows are locked in id
+--         order, so settle, extend and update of overlapping rows never deadlock; a NOTIFY
+--         when an outcome makes a task due now (a retry without delay).
+WITH clock AS MATERIALIZED (
+    SELECT statement_timestamp() AS now
+),
+changes AS (
+    SELECT *
+    FROM unnest(%(task_ids)s::bytea[], %(versions)s::bigint[], %(states)s::smallint[],
+                %(failed)s::bigint[], %(delays)s::interval[])
+         WITH ORDINALITY AS c(task_id, version, state, failed_attempts, delay, position)
+),
+locked AS MATERIALIZED (
+    SELECT t.id, c.position, c.state, c.failed_attempts, c.delay
+    FROM {schema}.tasks AS t JOIN changes AS c
+      ON t.task_id = c.task_id AND t.version = c.version
+    ORDER BY t.id
+    FOR UPDATE OF t
+),
+settled AS (
+    UPDATE {schema}.tasks AS t
+    SET state = locked.state, failed_attempts = locked.failed_attempts,
+        next_attempt_at = clock.now + locked.delay, version = t.version + 1, leased = false
+    FROM locked, clock
+    WHERE t.id = locked.id
+    RETURNING locked.position, locked.state, locked.delay
+),
+woken AS (
+    SELECT pg_notify(%(channel)s, '')
+    WHERE EXISTS (SELECT 1 FROM settled WHERE state = 1 AND delay = interval '0')
+)
+SELECT position, (SELECT count(*) FROM woken) FROM settled

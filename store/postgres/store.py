@@ -1,0 +1,197 @@
+"""PostgresStore: the Store contract and the worker's operations on PostgreSQL (asyncio).
+
+One namespace is one schema (store/postgres/_schema.py); each operation is one statement from
+sql/*.sql, run on a connection of a psycopg pool in autocommit, so it is its own transaction.
+put_all(..., connection=conn) runs instead inside the caller's open transaction (a savepoint
+around the statement): the tasks commit with the caller's rows, or not at all.
+This module never imports the worker: it is the store, used by producers and workers alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Self
+
+import psycopg
+from psycopg import errors
+from psycopg_pool import AsyncConnectionPool
+
+from store.postgres._connection import (
+    SAVEPOINT,
+    check_callers_connection,
+    pool_options,
+)
+from store.postgres._migrate import read_schema_version_async
+from store.postgres._schema import Schema, SchemaVersionError
+from store.postgres._statements import Query, Row, Statements
+from store.protocol import DEFAULT_MAX_DATA_BYTES
+from store.queue import Change, Claim, Stats
+from store.record import Ordering, Record, State
+
+__all__ = ["PostgresStore"]
+
+AsyncConnection = psycopg.AsyncConnection[Any]
+
+
+class PostgresStore:
+    """A Store on a psycopg AsyncConnectionPool; several namespaces share one database unseen."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Any],
+        *,
+        namespace: str = "retryd",
+        max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
+        owns_pool: bool = False,
+    ) -> None:
+        self.pool = pool
+        self.schema = Schema.for_namespace(namespace)
+        self._statements = Statements(self.schema, max_data_bytes)
+        self._owns_pool = owns_pool
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        namespace: str = "retryd",
+        max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
+        **options: Any,
+    ) -> Self:
+        """A store on a pool of its own for url (postgresql://...), opened on first use;
+        closing the store closes the pool. options go to AsyncConnectionPool (min_size, ...)."""
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(url, **pool_options(options))
+        return cls(pool, namespace=namespace, max_data_bytes=max_data_bytes, owns_pool=True)
+
+    async def aclose(self) -> None:
+        """Close the pool if this store created it (from_url); leave a caller's pool open."""
+        if self._owns_pool:
+            await self.pool.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # --- the seed's contract ---------------------------------------------------------------
+
+    async def put_all(self, *records: Record, connection: AsyncConnection | None = None) -> None:
+        """Store every record or none. With connection, inside that connection's transaction:
+        the tasks exist once it commits, and never if it rolls back."""
+        query = self._statements.put_all(records)
+        try:
+            if connection is None:
+                row = await self._one(query)
+            else:
+                row = await self._in_callers_transaction(connection, query)
+        except errors.UniqueViolation as error:
+            raise self._statements.duplicate(error.diag.message_detail) from None
+        assert row is not None
+        self._statements.put_all_done(records, row)
+
+    async def update(self, record: Record) -> None:
+        self._statements.update_done(record, await self._one(self._statements.update(record)))
+
+    async def get_by_task_id(self, task_id: str) -> Record:
+        return self._statements.get_done(task_id, await self._one(self._statements.get(task_id)))
+
+    async def get_all_ready_by_state(
+        self,
+        state: State,
+        as_of: datetime,
+        cursor: int | None = None,
+        limit: int = 100,
+        direction: Ordering = Ordering.ASC,
+    ) -> list[Record]:
+        query = self._statements.get_ready(state, as_of, cursor, limit, direction)
+        return self._statements.get_ready_done(await self._all(query), state, as_of)
+
+    async def count_by_state(self, state: State) -> int:
+        row = await self._one(self._statements.count(state))
+        assert row is not None
+        return int(row[0])
+
+    # --- the worker's side ------------------------------------------------------------------
+
+    async def claim(
+        self, max_attempts: Mapping[int, int], *, limit: int, lease_seconds: float
+    ) -> Claim:
+        """Lease up to limit due PENDING tasks of the given types (type -> max_attempts)."""
+        query = self._statements.claim(max_attempts, limit, lease_seconds)
+        return self._statements.claim_done(await self._all(query))
+
+    async def settle(self, changes: Sequence[Change]) -> list[bool]:
+        """Apply each change whose record still holds its version; False for the others."""
+        rows = await self._all(self._statements.settle(changes))
+        return self._statements.flags_done(rows, len(changes))
+
+    async def extend(self, records: Sequence[Record], *, lease_seconds: float) -> list[bool]:
+        """Push forward the leases still held at each record's version; False where lost."""
+        if not records:
+            return []
+        rows = await self._all(self._statements.extend(records, lease_seconds))
+        return self._statements.flags_done(rows, len(records))
+
+    async def stats(self) -> Stats:
+        """Counts per state, due-now count and oldest due instant, in one snapshot."""
+        row = await self._one(self._statements.stats())
+        assert row is not None
+        return self._statements.stats_done(row)
+
+    async def wakeups(self) -> AsyncIterator[None]:
+        """Yield once listening (tasks may have been put before), then once per notification
+        that tasks became due now. Holds one connection of the pool while it runs."""
+        async with await self._connection() as conn:
+            await conn.execute(b"LISTEN " + self.schema.quoted.encode("utf-8"))
+            try:
+                yield
+                async for _ in conn.notifies():
+                    yield
+            finally:
+                with contextlib.suppress(psycopg.Error):  # back to the pool listening to nothing
+                    await conn.execute(b"UNLISTEN *")
+
+    async def check_schema(self) -> None:
+        """Raise SchemaVersionError, saying what to run, unless the schema is the one this
+        code knows (a worker calls it before its first claim)."""
+        async with await self._connection() as conn, conn.cursor() as cursor:
+            version = await read_schema_version_async(cursor, self.schema)
+        problem = self.schema.version_problem(version)
+        if problem is not None:
+            raise SchemaVersionError(problem)
+
+    # --- I/O -------------------------------------------------------------------------------
+
+    async def _connection(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        if self.pool.closed and self._owns_pool:  # from_url's pool opens on first use
+            await self.pool.open()
+        return self.pool.connection()
+
+    async def _one(self, query: Query) -> Row | None:
+        async with await self._connection() as conn, conn.cursor() as cursor:
+            await cursor.execute(query.sql, query.params)
+            return await cursor.fetchone()
+
+    async def _all(self, query: Query) -> list[Row]:
+        async with await self._connection() as conn, conn.cursor() as cursor:
+            await cursor.execute(query.sql, query.params)
+            return await cursor.fetchall()
+
+    async def _in_callers_transaction(self, conn: AsyncConnection, query: Query) -> Row | None:
+        """Run query in conn's transaction, inside a savepoint: a failure leaves the caller's
+        transaction as it was before, still usable."""
+        check_callers_connection(conn)
+        async with conn.cursor(row_factory=psycopg.rows.tuple_row) as cursor:
+            await cursor.execute(SAVEPOINT.create)
+            try:
+                await cursor.execute(query.sql, query.params)
+                row = await cursor.fetchone()
+            except BaseException:
+                with contextlib.suppress(psycopg.Error):
+                    await cursor.execute(SAVEPOINT.roll_back)
+                raise
+            await cursor.execute(SAVEPOINT.release)
+            return row

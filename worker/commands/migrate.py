@@ -1,0 +1,66 @@
+"""`retryd migrate`: create or upgrade the namespace's schema on PostgreSQL.
+
+Idempotent and safe to run from many containers at once (an advisory lock serializes them; the
+first applies what is missing, the others find nothing to do). Redis needs no schema: for a
+Redis URL it says so and exits 0, so one deployment script serves both stores.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import psycopg
+
+from store.connection import redact
+from store.postgres import migrate
+from worker.commands._common import add_config_argument, config_from_args
+from worker.commands._output import add_json_argument, error, print_json
+from worker.logs import scrub, secrets_of_url
+
+__all__ = ["POSTGRES_SCHEMES", "add_parser", "main"]
+
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+EXIT_UNREACHABLE = 1
+CONNECT_TIMEOUT_SECONDS = 10
+
+
+def add_parser(commands: Any) -> None:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "migrate", help="create or upgrade the PostgreSQL schema", description=__doc__
+    )
+    add_config_argument(parser)
+    add_json_argument(parser)
+    parser.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    url, namespace = config.redis.url, config.redis.namespace
+    if url.partition("://")[0].lower() not in POSTGRES_SCHEMES:
+        return _report(args, {"namespace": namespace, "store": "redis", "applied": 0})
+    try:
+        with psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_SECONDS) as conn:
+            report = migrate(conn, namespace)
+    except psycopg.Error as failure:
+        # libpq's messages run over several lines; an error here is one line.
+        why = "; ".join(line.strip() for line in str(failure).splitlines() if line.strip())
+        text = scrub(f"{type(failure).__name__}: {why}", secrets_of_url(url))
+        return error(f"cannot use PostgreSQL at {redact(url)}: {text}", EXIT_UNREACHABLE)
+    facts = {"namespace": namespace, "store": "postgresql", "before": report.before}
+    return _report(args, facts | {"after": report.after, "applied": report.applied})
+
+
+def _report(args: argparse.Namespace, facts: dict[str, Any]) -> int:
+    if args.json:
+        print_json(facts)
+    elif facts["store"] == "redis":
+        print(f"namespace {facts['namespace']!r} is on Redis, which needs no schema")
+    elif facts["applied"]:
+        print(
+            f"namespace {facts['namespace']!r}: schema version {facts['before']} -> "
+            f"{facts['after']} ({facts['applied']} migration(s) applied)"
+        )
+    else:
+        print(f"namespace {facts['namespace']!r}: schema at version {facts['after']}, up to date")
+    return 0
