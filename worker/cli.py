@@ -18,7 +18,7 @@ from worker.errors import ConfigError
 __all__ = ["main"]
 
 # The subcommand modules, in the order `retryd --help` lists them.
-COMMANDS = ("run", "metrics", "put", "get", "ls", "count", "retry", "check", "migrate")
+COMMANDS = ("run", "metrics", "web", "put", "get", "ls", "count", "retry", "check", "migrate")
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_BAD_INPUT = 0, 1, 2
 

@@ -86,6 +86,20 @@ class StoreSettings:
     max_data_bytes: int = 1024 * 1024
 
 
+@dataclass(frozen=True, slots=True)
+class WebSettings:
+    """`retryd web`: where the dashboard listens and who may use it."""
+
+    host: str = "127.0.0.1"
+    port: int = 9465
+    auth: str = "none"  # none | basic | token
+    user: str = "admin"  # the basic-auth user name
+    # The password (basic) or token; RETRYD_WEB_SECRET keeps it out of config files. Never
+    # logged, never in a repr.
+    secret: str = field(default="", repr=False)
+    read_only: bool = False
+
+
 _SECTIONS: dict[str, type[Any]] = {
     "redis": RedisSettings,
     "worker": WorkerSettings,
@@ -95,7 +109,11 @@ _SECTIONS: dict[str, type[Any]] = {
     "log": LogSettings,
     "embedded": EmbeddedSettings,
     "store": StoreSettings,
+    "web": WebSettings,
 }
+WEB_AUTH_MODES = ("none", "basic", "token")
+# A token or password shorter than this is refused: it guards actions on every task.
+MIN_WEB_SECRET_CHARS = 16
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _LOG_FORMATS = ("json", "console")
 
@@ -111,6 +129,7 @@ class Config:
     log: LogSettings = field(default_factory=LogSettings)
     embedded: EmbeddedSettings = field(default_factory=EmbeddedSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
+    web: WebSettings = field(default_factory=WebSettings)
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> Self:
@@ -145,6 +164,7 @@ class Config:
             raise ConfigError(f"log.format: must be one of {', '.join(_LOG_FORMATS)}")
         _at_least("store.max_data_bytes", self.store.max_data_bytes, 1)
         _at_least("redis.replicas_to_ack", self.redis.replicas_to_ack, 0)
+        _check_web(self.web)
 
     def apply_type_overrides(self, task_type: int, settings: RetrySettings) -> RetrySettings:
         """settings with [types.N]'s overrides applied."""
@@ -237,8 +257,11 @@ def _coerce(key: str, wanted: Any, value: Any) -> Any:
         return tuple(value)
     if wanted is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if wanted is bool and isinstance(value, bool):
+        return value
     if isinstance(value, bool) or not isinstance(value, wanted):
-        raise ConfigError(f"{key}: must be {wanted.__name__}, got {value!r}")
+        shown = type(value).__name__ if key.endswith("secret") else repr(value)  # never echo it
+        raise ConfigError(f"{key}: must be {wanted.__name__}, got {shown}")
     return value
 
 
@@ -264,3 +287,18 @@ def _check_retry(prefix: str, values: Mapping[str, Any]) -> None:
             _at_least(f"{prefix}.{key}", values[key], 0)
     if values.get("timeout") is not None:
         _positive(f"{prefix}.timeout", values["timeout"])
+
+
+def _check_web(web: WebSettings) -> None:
+    if not 1 <= web.port <= 65535:
+        raise ConfigError(f"web.port: must be in 1..65535, got {web.port}")
+    if web.auth not in WEB_AUTH_MODES:
+        raise ConfigError(f"web.auth: must be one of {', '.join(WEB_AUTH_MODES)}, got {web.auth!r}")
+    if web.auth != "none" and len(web.secret) < MIN_WEB_SECRET_CHARS:
+        # The message never shows the secret, only what is wrong with it.
+        raise ConfigError(
+            f"web.secret: auth = {web.auth!r} needs a secret of at least {MIN_WEB_SECRET_CHARS} "
+            "characters (set RETRYD_WEB_SECRET)"
+        )
+    if web.auth == "basic" and (not web.user or ":" in web.user):
+        raise ConfigError("web.user: must be a non-empty name without ':'")

@@ -1,0 +1,234 @@
+"""The dashboard's pages and actions: each reads the request, asks the Board, renders a template.
+
+Every action is two steps, so nothing changes on a click alone: a GET shows what will happen and
+a form to confirm it; the POST, carrying the CSRF token, does it and redirects to the result.
+Views never touch the store: they go through worker/web/board.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from worker.config import WebSettings
+from worker.web.board import LISTED_STATES, Board, PageQuery
+from worker.web.render import DATA_VIEWS, data_view
+from worker.web.security import (
+    CSRF_FIELD,
+    SESSION_COOKIE,
+    csrf_ok,
+    is_authenticated,
+    same_secret,
+    session_value,
+)
+
+__all__ = ["WebError", "error_page", "unavailable_page", "web_error_page"]
+
+PAGE_SIZE = 50
+STORE_TIMEOUT_SECONDS = 5.0  # a page waits this long for Redis, then shows the banner
+_FAILED_LOGIN_PAUSE_SECONDS = 1.0
+_MAX_FORM_BYTES = 8192
+
+
+class WebError(Exception):
+    """Raised when a request cannot be answered as asked; the page says why, with status."""
+
+    def __init__(self, status: int, title: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.title = title
+        self.message = message
+
+
+def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    settings: WebSettings = request.app.state.settings
+    page = request.app.state.templates.get_template(template).render(
+        request=request,
+        url_for=lambda name, **params: request.url_for(name, **params).path,
+        csrf_token=request.state.csrf_token,
+        csrf_field=CSRF_FIELD,
+        read_only=settings.read_only,
+        signed_in=settings.auth == "token" and is_authenticated(request, settings),
+        redis_label=request.app.state.redis_label,
+        **context,
+    )
+    return HTMLResponse(page, status_code=status)
+
+
+def error_page(request: Request, status: int, title: str, message: str) -> HTMLResponse:
+    return render(request, "error.html", status, title=title, message=message, banner=None)
+
+
+async def web_error_page(request: Request, error: Exception) -> Response:
+    assert isinstance(error, WebError)
+    return error_page(request, error.status, error.title, error.message)
+
+
+def unavailable_page(request: Request, error: BaseException) -> HTMLResponse:
+    banner = (
+        f"Redis is unavailable ({type(error).__name__}): nothing can be shown or changed "
+        "until it answers again."
+    )
+    return render(
+        request, "error.html", 503, title="Redis unavailable", message=banner, banner=banner
+    )
+
+
+def _board(request: Request) -> Board:
+    board: Board = request.app.state.board
+    return board
+
+
+async def overview(request: Request) -> Response:
+    async with asyncio.timeout(STORE_TIMEOUT_SECONDS):
+        facts = await _board(request).overview()
+    return render(request, "overview.html", overview=facts, banner=None)
+
+
+async def tasks(request: Request) -> Response:
+    params = request.query_params
+    search = params.get("task_id")
+    if search is not None:
+        return RedirectResponse(
+            request.url_for("task").include_query_params(id=search.strip()), 303
+        )
+    query = _page_query(params)
+    async with asyncio.timeout(STORE_TIMEOUT_SECONDS):
+        page = await _board(request).page(query)
+    return render(request, "tasks.html", query=query, page=page, states=LISTED_STATES, banner=None)
+
+
+def _page_query(params: Any) -> PageQuery:
+    state_name = params.get("state", "failed")
+    state = LISTED_STATES.get(state_name)
+    if state is None:
+        raise WebError(
+            400,
+            "Bad request",
+            f"Unknown state {state_name!r}: pick one of {', '.join(LISTED_STATES)}.",
+        )
+    order = params.get("order", "newest")
+    if order not in ("newest", "oldest"):
+        raise WebError(400, "Bad request", f"Unknown order {order!r}: newest or oldest.")
+    after_text = params.get("after")
+    after = None
+    if after_text is not None:
+        if not after_text.isascii() or not after_text.isdigit() or len(after_text) > 19:
+            raise WebError(400, "Bad request", "The page cursor must be a task's numeric id.")
+        after = int(after_text)
+    return PageQuery(state, order == "newest", after, PAGE_SIZE)
+
+
+async def task(request: Request) -> Response:
+    task_id = _task_id(request.query_params.get("id"))
+    view = request.query_params.get("view", "text")
+    if view not in DATA_VIEWS:
+        raise WebError(400, "Bad request", f"Unknown data view {view!r}: text, json or hex.")
+    async with asyncio.timeout(STORE_TIMEOUT_SECONDS):
+        record = await _board(request).task(task_id)
+    return render(
+        request,
+        "task.html",
+        task=record,
+        data=data_view(record.data, view),
+        views=DATA_VIEWS,
+        done=request.query_params.get("done"),
+        banner=None,
+    )
+
+
+def _task_id(value: str | None) -> str:
+    if not value:
+        raise WebError(400, "Bad request", "Which task? The address needs ?id=<task id>.")
+    return value
+
+
+async def confirm_retry(request: Request) -> Response:
+    _writable(request)
+    task_id = _task_id(request.query_params.get("id"))
+    async with asyncio.timeout(STORE_TIMEOUT_SECONDS):
+        record = await _board(request).task(task_id)
+    return render(request, "confirm.html", task=record, action="retry", banner=None)
+
+
+async def retry(request: Request) -> Response:
+    _writable(request)
+    form = await _form(request)
+    task_id = _task_id(form.get("id"))
+    async with asyncio.timeout(STORE_TIMEOUT_SECONDS):
+        await _board(request).retry(task_id)
+    target = request.url_for("task").include_query_params(id=task_id, done="retried")
+    return RedirectResponse(target, 303)
+
+
+def _writable(request: Request) -> None:
+    settings: WebSettings = request.app.state.settings
+    if settings.read_only:
+        raise WebError(403, "Read-only", "This dashboard is read-only: it changes no task.")
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """The posted form, once its CSRF token is checked; at most _MAX_FORM_BYTES."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _MAX_FORM_BYTES:
+            raise WebError(413, "Form too large", f"A form may be at most {_MAX_FORM_BYTES} bytes.")
+    try:
+        fields = dict(parse_qsl(body.decode("utf-8"), strict_parsing=bool(body)))
+    except (UnicodeDecodeError, ValueError):
+        raise WebError(400, "Bad request", "The form could not be read.") from None
+    if not csrf_ok(request, fields.get(CSRF_FIELD)):
+        raise WebError(
+            403,
+            "Form refused",
+            "The form's security token is missing or wrong (or it came from another site). "
+            "Nothing was changed. Reload the page and try again.",
+        )
+    return fields
+
+
+async def login_form(request: Request) -> Response:
+    return render(
+        request,
+        "login.html",
+        next=_safe_next(request.query_params.get("next")),
+        failed=False,
+        banner=None,
+    )
+
+
+async def login(request: Request) -> Response:
+    settings: WebSettings = request.app.state.settings
+    form = await _form(request)
+    next_path = _safe_next(form.get("next"))
+    if settings.auth != "token" or not same_secret(form.get("token", ""), settings.secret):
+        await asyncio.sleep(_FAILED_LOGIN_PAUSE_SECONDS)  # a guess costs a second
+        return render(request, "login.html", 401, next=next_path, failed=True, banner=None)
+    response = RedirectResponse(next_path, 303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        session_value(settings.secret),
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
+async def logout(request: Request) -> Response:
+    await _form(request)
+    response = RedirectResponse(request.url_for("login").path, 303)
+    response.delete_cookie(SESSION_COOKIE)
+    return response
+
+
+def _safe_next(value: str | None) -> str:
+    """Where to go after signing in: a path of this site, never another site."""
+    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return "/"
