@@ -42,7 +42,8 @@ log = structlog.get_logger("retryd.web")
 STATIC = Path(__file__).with_name("static")
 MAX_QUERY_BYTES = 4096  # a task id is at most 1 KiB of UTF-8, 3 KiB percent-encoded
 MAX_BODY_BYTES = 8192  # every form holds a task id, a type and a token
-_OPEN_PATHS = ("/login", "/static/")
+# Reachable without signing in: the sign-in form, its stylesheet and script, the liveness probe.
+_OPEN_PATHS = ("/login", "/static/", "/healthz")
 _SECURITY_HEADERS = {
     "content-security-policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -75,6 +76,7 @@ def create_app(settings: WebSettings, board: Board, *, redis_label: str) -> Star
 def _routes() -> list[Route | Mount]:
     return [
         Route("/", views.overview, name="overview"),
+        Route("/healthz", views.healthz, name="healthz"),
         Route("/tasks", views.tasks, name="tasks"),
         Route("/task", views.task, name="task"),
         Route("/task/retry", views.confirm_retry, name="confirm_retry", methods=["GET"]),
@@ -166,5 +168,5 @@ async def _checked(
         response.headers["www-authenticate"] = 'Basic realm="retryd", charset="UTF-8"'
         return response
     if request.method == "GET":
-        return RedirectResponse(request.url_for("login").include_query_params(next=path), 303)
+        return RedirectResponse(views.path_for(request, "login", next=path), 303)
     return views.error_page(request, 401, "Sign in", "This dashboard needs its token.")

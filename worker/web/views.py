@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
 from worker.config import WebSettings
 from worker.web.board import LISTED_STATES, Board, PageQuery
@@ -26,7 +26,7 @@ from worker.web.security import (
     session_value,
 )
 
-__all__ = ["WebError", "error_page", "unavailable_page", "web_error_page"]
+__all__ = ["WebError", "error_page", "path_for", "unavailable_page", "web_error_page"]
 
 PAGE_SIZE = 50
 STORE_TIMEOUT_SECONDS = 5.0  # a page waits this long for Redis, then shows the banner
@@ -78,9 +78,20 @@ def unavailable_page(request: Request, error: BaseException) -> HTMLResponse:
     )
 
 
+def path_for(request: Request, name: str, **query: str) -> str:
+    """This site's path for a route, with a query: redirects stay on whatever host was used."""
+    path = request.url_for(name).path
+    return f"{path}?{urlencode(query)}" if query else path
+
+
 def _board(request: Request) -> Board:
     board: Board = request.app.state.board
     return board
+
+
+async def healthz(request: Request) -> Response:
+    """200 while the process serves requests: a liveness probe that never touches Redis."""
+    return PlainTextResponse("ok\n")
 
 
 async def overview(request: Request) -> Response:
@@ -93,9 +104,7 @@ async def tasks(request: Request) -> Response:
     params = request.query_params
     search = params.get("task_id")
     if search is not None:
-        return RedirectResponse(
-            request.url_for("task").include_query_params(id=search.strip()), 303
-        )
+        return RedirectResponse(path_for(request, "task", id=search.strip()), 303)
     query = _page_query(params)
     async with asyncio.timeout(STORE_TIMEOUT_SECONDS):
         page = await _board(request).page(query)
@@ -161,8 +170,7 @@ async def retry(request: Request) -> Response:
     task_id = _task_id(form.get("id"))
     async with asyncio.timeout(STORE_TIMEOUT_SECONDS):
         await _board(request).retry(task_id)
-    target = request.url_for("task").include_query_params(id=task_id, done="retried")
-    return RedirectResponse(target, 303)
+    return RedirectResponse(path_for(request, "task", id=task_id, done="retried"), 303)
 
 
 def _writable(request: Request) -> None:
@@ -222,7 +230,7 @@ async def login(request: Request) -> Response:
 
 async def logout(request: Request) -> Response:
     await _form(request)
-    response = RedirectResponse(request.url_for("login").path, 303)
+    response = RedirectResponse(path_for(request, "login"), 303)
     response.delete_cookie(SESSION_COOKIE)
     return response
 
