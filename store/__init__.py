@@ -9,11 +9,20 @@ from store.errors import (
     NotFoundError,
     NotReplicatedError,
     StaleVersionError,
+    StateError,
     StoreError,
     ValidationError,
 )
+from store.lifecycle import (
+    MAX_REASON_KIND_BYTES,
+    MAX_REASON_MESSAGE_BYTES,
+    Failure,
+    Pruned,
+    Reason,
+    TaskDetails,
+)
 from store.memory import MemoryStore
-from store.protocol import DEFAULT_MAX_DATA_BYTES, Store
+from store.protocol import DEFAULT_MAX_DATA_BYTES, Lifecycle, Store
 from store.queue import Change, Claim, Claimed, Stats
 from store.record import Ordering, Record, State
 from store.redis_store import RedisStore
@@ -21,21 +30,29 @@ from store.sync import SyncRedisStore
 
 __all__ = [
     "DEFAULT_MAX_DATA_BYTES",
+    "MAX_REASON_KIND_BYTES",
+    "MAX_REASON_MESSAGE_BYTES",
     "Change",
     "Claim",
     "Claimed",
     "ExistsError",
+    "Failure",
+    "Lifecycle",
     "MemoryStore",
     "NotFoundError",
     "NotReplicatedError",
     "Ordering",
+    "Pruned",
+    "Reason",
     "Record",
     "RedisStore",
     "StaleVersionError",
     "State",
+    "StateError",
     "Stats",
     "Store",
     "StoreError",
     "SyncRedisStore",
+    "TaskDetails",
     "ValidationError",
 ]

@@ -10,9 +10,10 @@ from __future__ import annotations
 import struct
 
 from store.errors import StoreError
+from store.lifecycle import Failure, Reason
 from store.record import Record, State, from_micros
 
-__all__ = ["decode_record", "encode_tail"]
+__all__ = ["decode_failure", "decode_record", "encode_reason", "encode_tail"]
 
 # format, id, version, type, state, flags, failed_attempts, next_attempt_at_us, created_at_us,
 # then the reference id's length + 1 (0 = none). Lua rewrites the first 43 bytes only.
@@ -49,4 +50,30 @@ def decode_record(task_id: bytes | str, packed: bytes) -> Record:
         created_at=from_micros(created),
         id=id_,
         version=version,
+    )
+
+
+# A task's last failure in the errors hash: when (µs), failed_attempts after it, the kind's
+# length; then kind and message (UTF-8). The scripts write the first two; the worker the rest.
+_FAILURE = struct.Struct(">qIH")
+_KIND_SIZE = struct.Struct(">H")
+
+
+def encode_reason(reason: Reason | None) -> bytes:
+    """A failed attempt's reason as settle sends it (b'' for none)."""
+    if reason is None:
+        return b""
+    kind = reason.kind.encode("utf-8", "backslashreplace")
+    return _KIND_SIZE.pack(len(kind)) + kind + reason.message.encode("utf-8", "backslashreplace")
+
+
+def decode_failure(packed: bytes) -> Failure:
+    """Rebuild a Failure from its value in the errors hash."""
+    at, attempts, kind_size = _FAILURE.unpack_from(packed)
+    kind_end = _FAILURE.size + kind_size
+    return Failure(
+        kind=packed[_FAILURE.size : kind_end].decode("utf-8", "backslashreplace"),
+        message=packed[kind_end:].decode("utf-8", "backslashreplace"),
+        at=from_micros(at),
+        failed_attempts=attempts,
     )

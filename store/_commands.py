@@ -17,7 +17,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from store._codec import decode_record, encode_tail
+from store._codec import decode_failure, decode_record, encode_reason, encode_tail
 from store._keys import Keys
 from store._scripts import ScriptName
 from store.errors import (
@@ -28,7 +28,8 @@ from store.errors import (
     StoreError,
     ValidationError,
 )
-from store.protocol import check_batch, check_query, check_update
+from store.lifecycle import Failure, Pruned, Reason, TaskDetails
+from store.protocol import check_batch, check_query, check_task_ids, check_update, state_error
 from store.queue import Change, Claim, Claimed, Stats
 from store.record import (
     MAX_UINT32,
@@ -36,12 +37,20 @@ from store.record import (
     Record,
     State,
     check_state,
+    check_task_id,
     from_micros,
     to_micros,
     to_utc,
 )
 
-__all__ = ["AMBIGUOUS", "REPLICATED_SCRIPTS", "REPLICA_ACK_TIMEOUT_MS", "Call", "Commands"]
+__all__ = [
+    "AMBIGUOUS",
+    "PAGE_BUDGET",
+    "REPLICATED_SCRIPTS",
+    "REPLICA_ACK_TIMEOUT_MS",
+    "Call",
+    "Commands",
+]
 
 Arg = bytes | str | int
 
@@ -55,7 +64,13 @@ _LUA_MAX_INT = 2**53
 # loss in a failover would lose a task or an outcome. claim and extend only hold leases: lost,
 # a task is merely due again (a run repeated across a failover, which version fencing allows),
 # while refusing them made a claimed task invisible to the very worker that had leased it.
-REPLICATED_SCRIPTS = frozenset({"put_all", "update", "settle"})
+REPLICATED_SCRIPTS = frozenset(
+    {"put_all", "update", "settle", "delete", "cancel", "retry", "retry_failed", "prune"}
+)
+
+# The most index entries one get_ready slice reads: about 1-3 ms of Redis time, so no page,
+# however sparse its matches among a million tasks, holds Redis for longer than that at once.
+PAGE_BUDGET = 1000
 REPLICA_ACK_TIMEOUT_MS = 1000
 
 # A call that fails with one of these may or may not have run on the server: the command may
@@ -80,6 +95,8 @@ class ScriptError(enum.Enum):
     EXISTS = "EXISTS"
     STALE = "STALE"
     INVALID = "INVALID"
+    MISSING = "MISSING"
+    STATE = "STATE"
 
 
 class Commands:
@@ -93,6 +110,7 @@ class Commands:
         check_batch(records, self.max_data_bytes)
         batch = b"".join(_pack_new_record(r) for r in records)
         keys = [self.keys.tasks, self.keys.sequence, self.keys.types, self.keys.index_prefix]
+        keys.append(self.keys.list_prefix)
         subjects = [r.task_id for r in records]
         return Call("put_all", keys, [self.keys.wake_channel, batch], subjects)
 
@@ -139,23 +157,49 @@ class Commands:
             raise StaleVersionError(f"task {record.task_id!r} is not at version {record.version}")
         args: list[Arg] = [record.task_id, record.version, int(record.state)]
         args += [record.failed_attempts, next_attempt]
-        return Call("update", [self.keys.tasks, self.keys.index_prefix], args, [record.task_id])
+        keys = [self.keys.tasks, self.keys.index_prefix, self.keys.list_prefix]
+        return Call("update", keys, args, [record.task_id])
 
     def get_ready(
-        self, state: State, as_of: datetime, cursor: int | None, limit: int, direction: Ordering
+        self,
+        state: State,
+        as_of: datetime,
+        cursor: int | None,
+        limit: int,
+        direction: Ordering,
+        *,
+        with_errors: bool = False,
     ) -> Call:
+        """One slice of a page (see get_ready.lua); the store repeats it from the slice's
+        resume id until the page is full or no record is left."""
         known, as_of_micros = check_query(state, as_of, cursor, limit, direction)
         if cursor is not None:  # clamped: no id lies beyond, so the page is the same
             cursor = max(-_LUA_MAX_INT, min(cursor, _LUA_MAX_INT))
         limit = min(limit, _LUA_MAX_INT)
         args: list[Arg] = [int(known), as_of_micros, "" if cursor is None else cursor, limit]
-        args.append(direction.value)
-        return Call("get_ready", [self.keys.tasks, self.keys.types, self.keys.index_prefix], args)
+        args += [direction.value, PAGE_BUDGET, "1" if with_errors else "0"]
+        keys = [self.keys.tasks, self.keys.types, self.keys.index_prefix, self.keys.list_prefix]
+        return Call("get_ready", [*keys, self.keys.errors], args)
 
-    def get_ready_done(self, reply: Any, state: State, as_of: datetime) -> list[Record]:
-        if not reply:
+    def get_ready_slice(self, reply: Any, *, with_errors: bool) -> tuple[int | None, list[Any]]:
+        """A slice's resume id (None: the page is answered) and its rows: Records, or
+        TaskDetails with_errors."""
+        resume = int(reply[0])
+        if not with_errors:
+            rows: list[Any] = [
+                decode_record(reply[i], reply[i + 1]) for i in range(1, len(reply), 2)
+            ]
+        else:
+            rows = [
+                TaskDetails(decode_record(reply[i], reply[i + 1]), _failure_or_none(reply[i + 2]))
+                for i in range(1, len(reply), 3)
+            ]
+        return (None if resume < 0 else resume), rows
+
+    def get_ready_done(self, rows: list[Record], state: State, as_of: datetime) -> list[Record]:
+        if not rows:
             raise NotFoundError(f"no {State(state)} task is ready as of {as_of.isoformat()}")
-        return [decode_record(reply[i], reply[i + 1]) for i in range(0, len(reply), 2)]
+        return rows
 
     def count(self, state: State) -> Call:
         known = check_state("state", state)
@@ -167,7 +211,8 @@ class Commands:
         args: list[Arg] = [_micros("lease", lease_seconds), _positive("limit", limit)]
         for task_type, most in max_attempts.items():
             args += [_positive("type", task_type), _positive("max_attempts", most)]
-        return Call("claim", [self.keys.tasks, self.keys.index_prefix], args)
+        keys = [self.keys.tasks, self.keys.index_prefix, self.keys.list_prefix, self.keys.errors]
+        return Call("claim", keys, args)
 
     def claim_done(self, reply: Any) -> Claim:
         tasks = [
@@ -186,7 +231,7 @@ class Commands:
         if not changes:
             raise ValidationError("changes", "settle needs at least one change")
         batch = b"".join(_pack_change(c) for c in changes)
-        keys = [self.keys.tasks, self.keys.index_prefix]
+        keys = [self.keys.tasks, self.keys.index_prefix, self.keys.list_prefix, self.keys.errors]
         return Call("settle", keys, [self.keys.wake_channel, batch])
 
     def flags_done(self, reply: Any) -> list[bool]:
@@ -197,6 +242,49 @@ class Commands:
         batch = b"".join(_pack_task_id(r.task_id) + _VERSION.pack(r.version) for r in records)
         args: list[Arg] = [_micros("lease", lease_seconds), batch]
         return Call("extend", [self.keys.tasks, self.keys.index_prefix], args)
+
+    def inspect(self, task_id: str) -> Call:
+        check_task_id(task_id)
+        return Call("inspect", [self.keys.tasks, self.keys.errors], [task_id], [task_id])
+
+    def inspect_done(self, reply: Any, call: Call) -> TaskDetails:
+        packed, failure = reply
+        if not packed:
+            raise NotFoundError(f"task {call.subjects[0]!r} not found")
+        return TaskDetails(decode_record(call.subjects[0], packed), _failure_or_none(failure))
+
+    def delete(self, task_ids: Sequence[str]) -> Call:
+        ids = check_task_ids(task_ids)
+        keys = [self.keys.tasks, self.keys.index_prefix, self.keys.list_prefix, self.keys.errors]
+        return Call("delete", keys, list(ids), ids)
+
+    def cancel(self, task_ids: Sequence[str]) -> Call:
+        ids = check_task_ids(task_ids)
+        keys = [self.keys.tasks, self.keys.index_prefix, self.keys.list_prefix, self.keys.errors]
+        return Call("cancel", keys, list(ids), ids)
+
+    def retry(self, task_ids: Sequence[str]) -> Call:
+        ids = check_task_ids(task_ids)
+        keys = [self.keys.tasks, self.keys.index_prefix, self.keys.list_prefix]
+        return Call("retry", keys, [self.keys.wake_channel, *ids], ids)
+
+    def retry_failed(self, task_type: int | None, limit: int) -> Call:
+        type_arg = 0 if task_type is None else _positive("type", task_type)
+        args: list[Arg] = [self.keys.wake_channel, type_arg, _batch_limit(limit)]
+        keys = [self.keys.tasks, self.keys.types, self.keys.index_prefix, self.keys.list_prefix]
+        return Call("retry_failed", keys, args)
+
+    def prune(self, confirmed_seconds: float, failed_seconds: float, limit: int) -> Call:
+        args: list[Arg] = [
+            _micros("confirmed", confirmed_seconds),
+            _micros("failed", failed_seconds),
+        ]
+        args.append(_batch_limit(limit))
+        keys = [self.keys.tasks, self.keys.types, self.keys.index_prefix, self.keys.list_prefix]
+        return Call("prune", [*keys, self.keys.errors], args)
+
+    def prune_done(self, reply: Any) -> Pruned:
+        return Pruned(confirmed=int(reply[0]), failed=int(reply[1]))
 
     def stats(self) -> Call:
         return Call("stats", [self.keys.types, self.keys.index_prefix], [])
@@ -231,7 +319,22 @@ class Commands:
             return ExistsError(f"task {call.subjects[int(detail)]!r} already exists")
         if code == ScriptError.INVALID.value:
             return ValidationError(detail, f"refused by the {call.script} script")
+        if code == ScriptError.MISSING.value:
+            return NotFoundError(f"task {call.subjects[int(detail)]!r} not found; nothing changed")
+        if code == ScriptError.STATE.value:
+            at, _, state = detail.partition(" ")
+            return state_error(call.script, call.subjects[int(at)], State(int(state)))
         return StoreError(f"the {call.script} script failed: {error}")
+
+
+def _failure_or_none(packed: Any) -> Failure | None:
+    return decode_failure(packed) if isinstance(packed, bytes) and packed else None
+
+
+def _batch_limit(limit: int) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100_000:
+        raise ValidationError("limit", f"must be an int in 1..100000, got {limit!r}")
+    return limit
 
 
 _NEW_RECORD = struct.Struct(">IBIBqqI")
@@ -276,9 +379,10 @@ def _pack_change(c: Change) -> bytes:
     if not 0 <= c.failed_attempts <= MAX_UINT32:
         raise ValidationError("failed_attempts", f"must be in 0..{MAX_UINT32}")
     delay = _micros("delay", c.delay_seconds)
-    return _pack_task_id(c.record.task_id) + _CHANGE.pack(
-        c.record.version, int(state), c.failed_attempts, delay
-    )
+    # Cut again here: a Reason built directly (not through Reason.of) may be of any size.
+    reason = encode_reason(c.reason and Reason.of(c.reason.kind, c.reason.message))
+    fields = _CHANGE.pack(c.record.version, int(state), c.failed_attempts, delay)
+    return _pack_task_id(c.record.task_id) + fields + _TASK_ID_SIZE.pack(len(reason)) + reason
 
 
 def _micros(field: str, seconds: float) -> int:

@@ -28,6 +28,8 @@ class Keys:
     types: str
     index_prefix: str
     damaged: str
+    list_prefix: str
+    errors: str
     wake_channel: str
 
     @classmethod
@@ -45,6 +47,8 @@ class Keys:
             types=f"{tag}:types",
             index_prefix=f"{tag}:idx:",
             damaged=f"{tag}:idx:damaged",
+            list_prefix=f"{tag}:list:",
+            errors=f"{tag}:errors",
             wake_channel=f"{tag}:wake",
         )
 

@@ -13,7 +13,20 @@ from typing import Literal
 __all__ = ["SCRIPT_NAMES", "ScriptName", "source"]
 
 ScriptName = Literal[
-    "put_all", "update", "get_ready", "count", "claim", "settle", "extend", "stats"
+    "put_all",
+    "update",
+    "get_ready",
+    "count",
+    "claim",
+    "settle",
+    "extend",
+    "stats",
+    "inspect",
+    "delete",
+    "cancel",
+    "retry",
+    "retry_failed",
+    "prune",
 ]
 SCRIPT_NAMES: tuple[ScriptName, ...] = (
     "put_all",
@@ -24,6 +37,12 @@ SCRIPT_NAMES: tuple[ScriptName, ...] = (
     "settle",
     "extend",
     "stats",
+    "inspect",
+    "delete",
+    "cancel",
+    "retry",
+    "retry_failed",
+    "prune",
 )
 
 

@@ -7,6 +7,7 @@ __all__ = [
     "NotFoundError",
     "NotReplicatedError",
     "StaleVersionError",
+    "StateError",
     "StoreError",
     "ValidationError",
 ]
@@ -26,6 +27,11 @@ class ExistsError(StoreError):
 
 class StaleVersionError(StoreError):
     """Raised when update finds the task missing or at another version than the caller's."""
+
+
+class StateError(StoreError):
+    """Raised when an operation does not apply to a task in its current state (cancel of a
+    CONFIRMED task, retry of a PENDING one); nothing was written."""
 
 
 class NotReplicatedError(StoreError):

@@ -7,11 +7,20 @@ applications that produce tasks. It is not shared between processes and keeps no
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from store.errors import ExistsError, NotFoundError, StaleVersionError
-from store.protocol import DEFAULT_MAX_DATA_BYTES, check_batch, check_query, check_update
+from store.errors import ExistsError, NotFoundError, StaleVersionError, ValidationError
+from store.lifecycle import Failure, Pruned, TaskDetails
+from store.protocol import (
+    DEFAULT_MAX_DATA_BYTES,
+    check_batch,
+    check_query,
+    check_task_ids,
+    check_update,
+    state_error,
+)
 from store.record import (
+    MAX_UINT32,
     Ordering,
     Record,
     State,
@@ -30,6 +39,7 @@ class MemoryStore:
 
     def __init__(self, *, max_data_bytes: int = DEFAULT_MAX_DATA_BYTES) -> None:
         self._records: dict[str, Record] = {}
+        self._errors: dict[str, Failure] = {}  # task id -> its last failure
         self._last_id = 0
         self._max_data_bytes = max_data_bytes
 
@@ -77,6 +87,19 @@ class MemoryStore:
         limit: int = 100,
         direction: Ordering = Ordering.ASC,
     ) -> list[Record]:
+        page = await self.list_tasks(state, as_of, cursor, limit, direction)
+        if not page:
+            raise NotFoundError(f"no {State(state)} task is ready as of {as_of.isoformat()}")
+        return [row.record for row in page]
+
+    async def list_tasks(
+        self,
+        state: State,
+        as_of: datetime,
+        cursor: int | None = None,
+        limit: int = 100,
+        direction: Ordering = Ordering.ASC,
+    ) -> list[TaskDetails]:
         state, as_of_micros = check_query(state, as_of, cursor, limit, direction)
         descending = direction is Ordering.DESC
         ready = [
@@ -87,9 +110,93 @@ class MemoryStore:
             and (cursor is None or (r.id < cursor if descending else r.id > cursor))
         ]
         ready.sort(key=lambda r: r.id, reverse=descending)
-        if not ready:
-            raise NotFoundError(f"no {state} task is ready as of {as_of.isoformat()}")
-        return [r.clone() for r in ready[:limit]]
+        return [TaskDetails(r.clone(), self._errors.get(r.task_id)) for r in ready[:limit]]
+
+    async def inspect(self, task_id: str) -> TaskDetails:
+        record = await self.get_by_task_id(task_id)
+        return TaskDetails(record, self._errors.get(task_id))
+
+    async def delete(self, *task_ids: str) -> int:
+        ids = self._existing(task_ids)
+        for task_id in ids:
+            self._drop(task_id)
+        return len(ids)
+
+    async def cancel(self, *task_ids: str) -> int:
+        ids = self._existing(task_ids, State.PENDING, "cancel")
+        now = _now()
+        for task_id in ids:
+            stored = self._records[task_id]
+            stored.state, stored.next_attempt_at = State.FAILED, now
+            stored.version += 1
+            self._errors[task_id] = Failure("Cancelled", "cancelled", now, stored.failed_attempts)
+        return len(ids)
+
+    async def retry(self, *task_ids: str) -> int:
+        ids = self._existing(task_ids, State.FAILED, "retry")
+        for task_id in ids:
+            self._send_back(self._records[task_id])
+        return len(ids)
+
+    async def retry_failed(self, task_type: int | None = None, *, limit: int = 1000) -> int:
+        if task_type is not None:
+            _check_limit("type", task_type, MAX_UINT32)
+        _check_limit("limit", limit, 100_000)
+        failed = [
+            r
+            for r in self._records.values()
+            if r.state is State.FAILED and task_type in (None, r.type)
+        ]
+        failed.sort(key=lambda r: to_micros("next_attempt_at", r.next_attempt_at))
+        for record in failed[:limit]:
+            self._send_back(record)
+        return len(failed[:limit])
+
+    async def prune(
+        self, *, confirmed_seconds: float, failed_seconds: float, limit: int = 100
+    ) -> Pruned:
+        keep = {State.CONFIRMED: confirmed_seconds, State.FAILED: failed_seconds}
+        for name, seconds in zip(("confirmed", "failed"), keep.values(), strict=True):
+            _check_seconds(name, seconds)
+        _check_limit("limit", limit, 100_000)
+        now, pruned = _now(), {State.CONFIRMED: 0, State.FAILED: 0}
+        for state, seconds in keep.items():
+            cutoff = now - timedelta(seconds=seconds)
+            old = [
+                r.task_id
+                for r in self._records.values()
+                if seconds
+                and r.state is state
+                and r.next_attempt_at
+                and r.next_attempt_at <= cutoff
+            ]
+            for task_id in old[: limit - sum(pruned.values())]:
+                self._drop(task_id)
+                pruned[state] += 1
+        return Pruned(confirmed=pruned[State.CONFIRMED], failed=pruned[State.FAILED])
+
+    def _existing(
+        self, task_ids: tuple[str, ...], state: State | None = None, operation: str = ""
+    ) -> list[str]:
+        """The task ids, each stored (and in state, if given); else raise, changing nothing."""
+        ids = check_task_ids(task_ids)
+        for task_id in ids:
+            stored = self._records.get(task_id)
+            if stored is None:
+                raise NotFoundError(f"task {task_id!r} not found; nothing changed")
+            if state is not None and stored.state is not state:
+                raise state_error(operation, task_id, stored.state)
+        return ids
+
+    def _drop(self, task_id: str) -> None:
+        del self._records[task_id]
+        self._errors.pop(task_id, None)
+
+    @staticmethod
+    def _send_back(stored: Record) -> None:
+        stored.state, stored.failed_attempts = State.PENDING, 0
+        stored.next_attempt_at = _now()
+        stored.version += 1
 
     async def count_by_state(self, state: State) -> int:
         state = check_state("state", state)
@@ -98,3 +205,13 @@ class MemoryStore:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _check_limit(field: str, value: object, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+        raise ValidationError(field, f"must be an int in 1..{high}, got {value!r}")
+
+
+def _check_seconds(field: str, seconds: object) -> None:
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 0:
+        raise ValidationError(field, f"must be a number of seconds >= 0, got {seconds!r}")

@@ -10,10 +10,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from store.errors import ExistsError, ValidationError
-from store.record import Ordering, Record, State, check_state, to_micros
+from store.errors import ExistsError, StateError, ValidationError
+from store.lifecycle import Pruned, TaskDetails
+from store.record import Ordering, Record, State, check_state, check_task_id, to_micros
 
-__all__ = ["DEFAULT_MAX_DATA_BYTES", "Store"]
+__all__ = ["DEFAULT_MAX_DATA_BYTES", "Lifecycle", "Store"]
 
 DEFAULT_MAX_DATA_BYTES = 1024 * 1024
 
@@ -42,6 +43,48 @@ class Store(Protocol):
 
     async def count_by_state(self, state: State) -> int:
         """Return how many records are in state."""
+
+
+class Lifecycle(Protocol):
+    """What an operator (CLI, dashboard) and the worker's pruner do to stored tasks, beyond the
+    seed's contract; every method is a coroutine. Each either applies to all the task ids it is
+    given or, on bad input, raises and writes nothing: NotFoundError (an unknown id),
+    StateError (a task in a state the operation does not apply to), ValidationError."""
+
+    async def list_tasks(
+        self,
+        state: State,
+        as_of: datetime,
+        cursor: int | None = None,
+        limit: int = 100,
+        direction: Ordering = Ordering.ASC,
+    ) -> list[TaskDetails]:
+        """get_all_ready_by_state's page (same order, cursor, directions), each record with its
+        last failure; [] when the page is empty. Bounded work per server call."""
+
+    async def inspect(self, task_id: str) -> TaskDetails:
+        """The task's record and its last failure; NotFoundError if there is no such task."""
+
+    async def delete(self, *task_ids: str) -> int:
+        """Delete the tasks and all kept for them (their ids may be put again); the count."""
+
+    async def cancel(self, *task_ids: str) -> int:
+        """PENDING tasks become FAILED now, last failure kind 'Cancelled', message 'cancelled',
+        version + 1 (so a run in progress has its outcome refused); the count."""
+
+    async def retry(self, *task_ids: str) -> int:
+        """FAILED tasks go back to PENDING, due now, failed_attempts 0; the count."""
+
+    async def retry_failed(self, task_type: int | None = None, *, limit: int = 1000) -> int:
+        """One batch of at most limit (1..100000) FAILED tasks, of task_type or of any type,
+        sent back as retry does; the count (fewer than limit: none was left)."""
+
+    async def prune(
+        self, *, confirmed_seconds: float, failed_seconds: float, limit: int = 100
+    ) -> Pruned:
+        """Delete at most limit CONFIRMED / FAILED tasks whose next_attempt_at (the instant
+        they finished) is at or before now minus that state's retention; 0 keeps the state
+        forever. Atomic per call, so any number of workers may prune at once."""
 
 
 def check_batch(records: Sequence[Record], max_data_bytes: int) -> None:
@@ -92,3 +135,24 @@ def check_query(
     if not isinstance(direction, Ordering):
         raise ValidationError("direction", f"must be an Ordering, got {direction!r}")
     return known, as_of_micros
+
+
+# The state each state-changing operation applies to, for naming it in a StateError.
+_APPLIES_TO = {"cancel": State.PENDING, "retry": State.FAILED}
+
+
+def state_error(operation: str, task_id: str, state: State) -> StateError:
+    """The error for an operation that does not apply to a task in state (one text for all
+    stores)."""
+    needed = _APPLIES_TO[operation]
+    return StateError(
+        f"task {task_id!r} is {state}, not {needed}: only a {needed} task can be "
+        f"{'cancelled' if operation == 'cancel' else 'retried'}; nothing changed"
+    )
+
+
+def check_task_ids(task_ids: Sequence[str]) -> list[str]:
+    """The task ids of a delete, cancel or retry: at least one, each valid, repeats dropped."""
+    if isinstance(task_ids, str) or not task_ids:
+        raise ValidationError("task_ids", "give at least one task id")
+    return list(dict.fromkeys(check_task_id(t) for t in task_ids))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from store.lifecycle import Reason
 from store.record import Record, State
 
 __all__ = ["Change", "Claim", "Claimed", "Stats"]
@@ -33,12 +34,14 @@ class Claim:
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """An outcome to record: the new state, attempts, and a delay from the server's now."""
+    """An outcome to record: the new state, attempts, and a delay from the server's now; for a
+    failed attempt, why (kept as the task's last failure, stamped with the server's now)."""
 
     record: Record
     state: State
     failed_attempts: int
     delay_seconds: float = 0.0
+    reason: Reason | None = None
 
 
 @dataclass(frozen=True, slots=True)

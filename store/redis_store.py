@@ -7,12 +7,14 @@ Key schema (all keys of a namespace share the hash tag {ns}; see store/_keys.py)
   {ns}:idx:<state>:<type> sorted set: task ids of that state and type, scored by
                           next_attempt_at in integer microseconds
   {ns}:idx:damaged        sorted set: index entries set aside by claim (record missing/damaged)
+  {ns}:list:<state>[:<b>] the listing: task ids by id, in buckets of 128 ids (pages by id)
+  {ns}:errors             hash: task id -> its last failure
   {ns}:wake               pub/sub channel: published to when a task becomes due now
 
 Cost of each operation (N tasks stored, B batch size, T task types, R due records):
   put_all        one script, O(B log N)           update       one script, O(log N)
   get_by_task_id one HGET, O(1)                   count        one script, O(T)
-  get_all_ready  one script, O(T log N + R log R) claim        one script, O(T log N + B)
+  get_all_ready  bounded slices (see get_ready.lua) claim       one script, O(T log N + B)
   settle/extend  one script per batch, O(B log N) stats        one script, O(T log N)
 
 Every mutation is one Lua script that validates all of its input before its first write.
@@ -35,6 +37,8 @@ from store._commands import AMBIGUOUS, REPLICA_ACK_TIMEOUT_MS, REPLICATED_SCRIPT
 from store._scripts import source
 from store.connection import AsyncClient, async_client_from_url
 from store.errors import ExistsError, NotFoundError, NotReplicatedError
+from store.lifecycle import Pruned, TaskDetails
+from store.protocol import check_query
 from store.queue import Change, Claim, Stats
 from store.record import Ordering, Record, State, check_task_id
 
@@ -101,8 +105,75 @@ class RedisStore(RedisStoreBase[AsyncClient]):
         limit: int = 100,
         direction: Ordering = Ordering.ASC,
     ) -> list[Record]:
-        call = self._commands.get_ready(state, as_of, cursor, limit, direction)
-        return self._commands.get_ready_done(await self._run(call), state, as_of)
+        rows = await self._page(state, as_of, cursor, limit, direction, with_errors=False)
+        return self._commands.get_ready_done(rows, state, as_of)
+
+    async def list_tasks(
+        self,
+        state: State,
+        as_of: datetime,
+        cursor: int | None = None,
+        limit: int = 100,
+        direction: Ordering = Ordering.ASC,
+    ) -> list[TaskDetails]:
+        """get_all_ready_by_state's page, each record with its last failure; [] when empty."""
+        return await self._page(state, as_of, cursor, limit, direction, with_errors=True)
+
+    async def _page(
+        self,
+        state: State,
+        as_of: datetime,
+        cursor: int | None,
+        limit: int,
+        direction: Ordering,
+        *,
+        with_errors: bool,
+    ) -> list[Any]:
+        """A page in bounded slices: each script call reads at most PAGE_BUDGET entries."""
+        check_query(state, as_of, cursor, limit, direction)  # before limit is counted down
+        rows: list[Any] = []
+        while True:
+            left = limit - len(rows)
+            call = self._commands.get_ready(
+                state, as_of, cursor, left, direction, with_errors=with_errors
+            )
+            cursor, found = self._commands.get_ready_slice(
+                await self._run(call), with_errors=with_errors
+            )
+            rows += found
+            if cursor is None:
+                return rows
+
+    async def inspect(self, task_id: str) -> TaskDetails:
+        """The task's record and its last failure; NotFoundError if there is no such task."""
+        call = self._commands.inspect(task_id)
+        return self._commands.inspect_done(await self._run(call), call)
+
+    async def delete(self, *task_ids: str) -> int:
+        """Delete every task and all kept for it, or none (NotFoundError); returns the count."""
+        return int(await self._run(self._commands.delete(task_ids)))
+
+    async def cancel(self, *task_ids: str) -> int:
+        """Make every PENDING task FAILED now (reason 'cancelled'), or none; a run in
+        progress has its outcome refused. NotFoundError / StateError; returns the count."""
+        return int((await self._run(self._commands.cancel(task_ids)))[1])
+
+    async def retry(self, *task_ids: str) -> int:
+        """Send every FAILED task back to PENDING, due now, attempts 0, or none."""
+        return int(await self._run(self._commands.retry(task_ids)))
+
+    async def retry_failed(self, task_type: int | None = None, *, limit: int = 1000) -> int:
+        """One bounded batch: up to limit FAILED tasks (of task_type, or any) back to PENDING,
+        due now; returns how many (fewer than limit: none was left)."""
+        return int(await self._run(self._commands.retry_failed(task_type, limit)))
+
+    async def prune(
+        self, *, confirmed_seconds: float, failed_seconds: float, limit: int = 100
+    ) -> Pruned:
+        """Delete up to limit CONFIRMED / FAILED tasks finished longer ago than their retention
+        (0 keeps that state forever); one atomic slice, safe to run from many workers."""
+        call = self._commands.prune(confirmed_seconds, failed_seconds, limit)
+        return self._commands.prune_done(await self._run(call))
 
     async def count_by_state(self, state: State) -> int:
         return int(await self._run(self._commands.count(state)))

@@ -19,6 +19,8 @@ from store._commands import AMBIGUOUS, REPLICA_ACK_TIMEOUT_MS, REPLICATED_SCRIPT
 from store._scripts import source
 from store.connection import SyncClient, sync_client_from_url
 from store.errors import ExistsError, NotFoundError, NotReplicatedError
+from store.lifecycle import Pruned, TaskDetails
+from store.protocol import check_query
 from store.queue import Change
 from store.record import Ordering, Record, State, check_task_id
 
@@ -79,8 +81,68 @@ class SyncRedisStore(RedisStoreBase[SyncClient]):
         limit: int = 100,
         direction: Ordering = Ordering.ASC,
     ) -> list[Record]:
-        call = self._commands.get_ready(state, as_of, cursor, limit, direction)
-        return self._commands.get_ready_done(self._run(call), state, as_of)
+        rows = self._page(state, as_of, cursor, limit, direction, with_errors=False)
+        return self._commands.get_ready_done(rows, state, as_of)
+
+    def list_tasks(
+        self,
+        state: State,
+        as_of: datetime,
+        cursor: int | None = None,
+        limit: int = 100,
+        direction: Ordering = Ordering.ASC,
+    ) -> list[TaskDetails]:
+        """get_all_ready_by_state's page, each record with its last failure; [] when empty."""
+        return self._page(state, as_of, cursor, limit, direction, with_errors=True)
+
+    def _page(
+        self,
+        state: State,
+        as_of: datetime,
+        cursor: int | None,
+        limit: int,
+        direction: Ordering,
+        *,
+        with_errors: bool,
+    ) -> list[Any]:
+        """A page in bounded slices: each script call reads at most PAGE_BUDGET entries."""
+        check_query(state, as_of, cursor, limit, direction)  # before limit is counted down
+        rows: list[Any] = []
+        while True:
+            left = limit - len(rows)
+            call = self._commands.get_ready(
+                state, as_of, cursor, left, direction, with_errors=with_errors
+            )
+            cursor, found = self._commands.get_ready_slice(self._run(call), with_errors=with_errors)
+            rows += found
+            if cursor is None:
+                return rows
+
+    def inspect(self, task_id: str) -> TaskDetails:
+        """The task's record and its last failure; NotFoundError if there is no such task."""
+        call = self._commands.inspect(task_id)
+        return self._commands.inspect_done(self._run(call), call)
+
+    def delete(self, *task_ids: str) -> int:
+        """As RedisStore.delete."""
+        return int(self._run(self._commands.delete(task_ids)))
+
+    def cancel(self, *task_ids: str) -> int:
+        """As RedisStore.cancel."""
+        return int(self._run(self._commands.cancel(task_ids))[1])
+
+    def retry(self, *task_ids: str) -> int:
+        """As RedisStore.retry."""
+        return int(self._run(self._commands.retry(task_ids)))
+
+    def retry_failed(self, task_type: int | None = None, *, limit: int = 1000) -> int:
+        """As RedisStore.retry_failed."""
+        return int(self._run(self._commands.retry_failed(task_type, limit)))
+
+    def prune(self, *, confirmed_seconds: float, failed_seconds: float, limit: int = 100) -> Pruned:
+        """As RedisStore.prune."""
+        call = self._commands.prune(confirmed_seconds, failed_seconds, limit)
+        return self._commands.prune_done(self._run(call))
 
     def count_by_state(self, state: State) -> int:
         return int(self._run(self._commands.count(state)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -21,7 +22,17 @@ from typing import Any
 import pytest
 import redis
 
-from store import MemoryStore, Ordering, Record, RedisStore, State, Store, SyncRedisStore
+from store import (
+    MemoryStore,
+    Ordering,
+    Pruned,
+    Record,
+    RedisStore,
+    State,
+    Store,
+    SyncRedisStore,
+    TaskDetails,
+)
 from store.postgres import PostgresStore, SyncPostgresStore
 from tests.pg import migrated_namespace, scratch_database, server_url
 
@@ -129,6 +140,43 @@ class ThreadedSyncStore:
     async def count_by_state(self, state: State) -> int:
         return await asyncio.to_thread(self.sync.count_by_state, state)
 
+    async def list_tasks(
+        self,
+        state: State,
+        as_of: datetime,
+        cursor: int | None = None,
+        limit: int = 100,
+        direction: Ordering = Ordering.ASC,
+    ) -> list[TaskDetails]:
+        return await asyncio.to_thread(self.sync.list_tasks, state, as_of, cursor, limit, direction)
+
+    async def inspect(self, task_id: str) -> TaskDetails:
+        return await asyncio.to_thread(self.sync.inspect, task_id)
+
+    async def delete(self, *task_ids: str) -> int:
+        return await asyncio.to_thread(self.sync.delete, *task_ids)
+
+    async def cancel(self, *task_ids: str) -> int:
+        return await asyncio.to_thread(self.sync.cancel, *task_ids)
+
+    async def retry(self, *task_ids: str) -> int:
+        return await asyncio.to_thread(self.sync.retry, *task_ids)
+
+    async def retry_failed(self, task_type: int | None = None, *, limit: int = 1000) -> int:
+        return await asyncio.to_thread(self.sync.retry_failed, task_type, limit=limit)
+
+    async def prune(
+        self, *, confirmed_seconds: float, failed_seconds: float, limit: int = 100
+    ) -> Pruned:
+        return await asyncio.to_thread(
+            functools.partial(
+                self.sync.prune,
+                confirmed_seconds=confirmed_seconds,
+                failed_seconds=failed_seconds,
+                limit=limit,
+            )
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class BackendContext:
@@ -209,6 +257,20 @@ async def store(
         postgres = request.getfixturevalue("postgres_url")
     context = BackendContext(redis_url, namespace, TEST_MAX_DATA_BYTES, postgres)
     async with factory(context) as backend:
+        yield backend
+
+
+# The backends that implement store.Lifecycle (issue 13); PostgreSQL's join with one line here.
+LIFECYCLE_BACKENDS = ("memory", "redis", "redis-sync")
+
+
+@pytest.fixture(params=LIFECYCLE_BACKENDS)
+async def lifecycle_store(
+    request: pytest.FixtureRequest, redis_url: str, namespace: str
+) -> AsyncIterator[Store]:
+    """Each backend with the lifecycle operations in turn, on this test's namespace."""
+    context = BackendContext(redis_url, namespace, TEST_MAX_DATA_BYTES)
+    async with BACKENDS[request.param](context) as backend:
         yield backend
 
 

@@ -6,7 +6,9 @@
 --   tail    reference id length + 1 as I4 (0 = no reference id), the reference id, then data.
 -- Scripts rewrite the header and keep the tail byte for byte, so data stays opaque and
 -- binary-safe. Every record sits in exactly one index sorted set, '<prefix><state>:<type>',
--- scored by its next_attempt_at_us. Every helper here only reads; writes stay in the scripts.
+-- scored by its next_attempt_at_us, and in exactly one listing bucket (list_add below).
+-- Helpers only read, except the listing, failure and drop helpers, which scripts call after
+-- they have validated all of their input.
 local HEADER = '>BI8I8I4BBI4i8i8'
 local HEADER_SIZE = 43
 local FORMAT = 1
@@ -73,4 +75,71 @@ end
 
 local function invalid(what)
   return redis.error_reply('INVALID ' .. what)
+end
+
+local function num(n)
+  return string.format('%d', n)
+end
+
+-- The listing: every record is also listed by id in its state, so a page by id reads that page
+-- only. Ids are grouped in buckets of LIST_BUCKET consecutive ids: '<list><state>:<bucket>' is a
+-- sorted set (task id scored by id) small enough for Redis's listpack encoding (about 20 bytes
+-- an entry, where one big sorted set costs about 100: a skiplist node, a dict entry, the
+-- member); '<list><state>' holds the non-empty buckets of the state, scored by bucket number.
+-- 128 is Redis's default zset-max-listpack-entries: a bucket never outgrows it.
+local LIST_BUCKET = 128
+
+local function list_bucket(id)
+  return math.floor(id / LIST_BUCKET)
+end
+
+local function list_add(list, state, id, task_id)
+  local bucket = list_bucket(id)
+  redis.call('ZADD', list .. num(state) .. ':' .. num(bucket), id, task_id)
+  redis.call('ZADD', list .. num(state), bucket, num(bucket))
+end
+
+local function list_remove(list, state, id, task_id)
+  local bucket = list_bucket(id)
+  local key = list .. num(state) .. ':' .. num(bucket)
+  redis.call('ZREM', key, task_id)
+  if redis.call('EXISTS', key) == 0 then redis.call('ZREM', list .. num(state), num(bucket)) end
+end
+
+-- Move a record's listing entry when its state changed (r.state is the new state).
+local function relist(list, from_state, r, task_id)
+  if from_state ~= r.state then
+    list_remove(list, from_state, r.id, task_id)
+    list_add(list, r.state, r.id, task_id)
+  end
+end
+
+-- A failure as the errors hash keeps it: i8 when (µs), I4 failed_attempts after it, then
+-- I2 kind length, kind, message (see store/_codec.py: encode_failure).
+local function failure(at, attempts, kind, message)
+  return struct.pack('>i8I4I2', at, attempts, #kind) .. kind .. message
+end
+
+-- Remove a task and everything kept for it: record, index and listing entries, last failure.
+-- r may be nil (a damaged record): then only the hash fields go.
+local function drop(tasks, index, list, errors, task_id, r)
+  if r then
+    redis.call('ZREM', index_key(index, r.state, r.type), task_id)
+    list_remove(list, r.state, r.id, task_id)
+  end
+  redis.call('HDEL', tasks, task_id)
+  redis.call('HDEL', errors, task_id)
+end
+
+-- The task ids of ARGV[first..]: every one a non-empty string, none repeated; nil otherwise.
+local function task_ids_from(first)
+  local ids, seen = {}, {}
+  for i = first, #ARGV do
+    local task_id = ARGV[i]
+    if task_id == '' or seen[task_id] then return nil end
+    seen[task_id] = true
+    ids[#ids + 1] = task_id
+  end
+  if #ids == 0 then return nil end
+  return ids
 end

@@ -1,6 +1,8 @@
 -- claim: lease up to limit due PENDING tasks of the given types to one worker.
 -- KEYS[1]  tasks hash
 -- KEYS[2]  index key prefix
+-- KEYS[3]  listing key prefix
+-- KEYS[4]  errors hash (task id -> last failure)
 -- ARGV[1]  lease_us: how long the claim holds before the task is due again
 -- ARGV[2]  limit: the most tasks to lease
 -- ARGV[3..] pairs: type, max_attempts for that type
@@ -13,7 +15,8 @@
 --          late outcome of an earlier holder), sets the leased flag and pushes
 --          next_attempt_at to now + lease. A task still flagged as leased when claimed again
 --          was abandoned by a crashed worker: that counts as a failed attempt, and at
---          max_attempts the task becomes FAILED instead of crashing workers forever.
+--          max_attempts the task becomes FAILED instead of crashing workers forever; either
+--          way the lost lease is recorded as the task's last failure ('LeaseExpired').
 --          An index entry whose record is missing or damaged is moved to the sorted set
 --          '<prefix>damaged' and reported, never claimed: one bad entry cannot wedge a queue.
 --          Cost O(types * log N + limit): not-due tasks are never visited.
@@ -54,10 +57,16 @@ local function set_aside(task_id, due_at)
   damaged[#damaged + 1] = task_id
 end
 
+local function note_abandoned(task_id, r)
+  redis.call('HSET', KEYS[4], task_id, failure(now, r.failed, 'LeaseExpired',
+    'the lease ran out without an outcome: the worker that held it stopped or lost Redis'))
+end
+
 local function fail_abandoned(task_id, r)
   r.state, r.flags, r.next_at = FAILED, 0, now
   redis.call('ZREM', index_key(KEYS[2], PENDING, r.type), task_id)
   redis.call('ZADD', index_key(KEYS[2], FAILED, r.type), now, task_id)
+  relist(KEYS[3], PENDING, r, task_id)
   redis.call('HSET', KEYS[1], task_id, encode(r))
 end
 
@@ -78,7 +87,10 @@ for i = 1, math.min(limit, #due) do
     set_aside(task_id, due_at)
   else
     r.version = r.version + 1
-    if r.flags % 2 == FLAG_LEASED then r.failed = r.failed + 1 end
+    if r.flags % 2 == FLAG_LEASED then
+      r.failed = r.failed + 1
+      note_abandoned(task_id, r)
+    end
     if r.failed >= max_attempts[r.type] then
       fail_abandoned(task_id, r)
     else

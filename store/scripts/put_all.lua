@@ -3,6 +3,7 @@
 -- KEYS[2]  id sequence (string counter)
 -- KEYS[3]  set of task types seen
 -- KEYS[4]  index key prefix ('<prefix><state>:<type>' sorted sets)
+-- KEYS[5]  listing key prefix (see list_add in _lib.lua)
 -- ARGV[1]  wake channel: published to when a stored task is PENDING and due now
 -- ARGV[2]  the batch, records back to back, each (big-endian):
 --            I2 task id length, task id, I4 type, B state, I4 failed_attempts,
@@ -14,7 +15,8 @@
 --          and a missing next_attempt_at became created_at.
 -- Errors   'EXISTS <i>' (record i, 0-based, repeats a task id or is stored already),
 --          'INVALID <what>'; both before the first write.
--- Keeps    ids strictly increasing per namespace; each record in exactly one index.
+-- Keeps    ids strictly increasing per namespace; each record in exactly one index and one
+--          listing bucket.
 local batch = ARGV[2]
 local records, seen, at = {}, {}, 1
 while at <= #batch do
@@ -51,6 +53,7 @@ for i, r in ipairs(records) do
   r.next_at = r.next_at or r.created
   redis.call('HSET', KEYS[1], r.task_id, encode(r))
   redis.call('ZADD', index_key(KEYS[4], r.state, r.type), r.next_at, r.task_id)
+  list_add(KEYS[5], r.state, r.id, r.task_id)
   types[r.type] = true
   wake = wake or (r.state == PENDING and r.next_at <= now)
 end

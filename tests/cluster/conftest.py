@@ -88,6 +88,12 @@ async def store(
 
 
 @pytest.fixture
+def lifecycle_store(store: Store) -> Store:
+    """The lifecycle operations' tests run on the cluster's stores too (both have them)."""
+    return store
+
+
+@pytest.fixture
 async def cluster_store(cluster_url: str, namespace: str) -> AsyncIterator[RedisStore]:
     """An async RedisStore on the cluster, for the worker-facing operations."""
     async with RedisStore.from_url(cluster_url, namespace=namespace) as s:

@@ -20,6 +20,7 @@ from store import (
     Change,
     NotFoundError,
     NotReplicatedError,
+    Reason,
     Record,
     RedisStore,
     State,
@@ -74,16 +75,23 @@ async def test_every_operation_survives_script_flush(private_redis_url: str) -> 
                 lambda: store.extend([first], lease_seconds=LONG_LEASE),
                 lambda: store.settle([Change(first, State.PENDING, 0)]),
                 lambda: store.stats(),
+                lambda: store.list_tasks(State.PENDING, FAR),
+                lambda: store.inspect("a"),
+                lambda: store.cancel("a"),
+                lambda: store.retry("a"),
+                lambda: store.retry_failed(limit=10),
+                lambda: store.prune(confirmed_seconds=60, failed_seconds=60),
+                lambda: store.delete("a"),
             ]
             for check in checks:
                 await store.client.script_flush()
                 await check()
-            assert await store.count_by_state(State.PENDING) == 2
+            assert await store.count_by_state(State.PENDING) == 1
         with SyncRedisStore.from_url(private_redis_url, namespace=name) as sync:
             admin.script_flush()
             sync.put_all(rec("sync"))
             admin.script_flush()
-            assert sync.count_by_state(State.PENDING) == 3
+            assert sync.count_by_state(State.PENDING) == 2
             admin.script_flush()
             assert sync.get_all_ready_by_state(State.PENDING, FAR)
     finally:
@@ -485,7 +493,7 @@ def test_the_sync_store_waits_for_replicas_too(redis_url: str, namespace: str) -
 # --- packed batches cut short --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("script", ["put_all", "settle", "extend"])
+@pytest.mark.parametrize("script", ["put_all", "settle", "settle-with-reason", "extend"])
 async def test_a_batch_cut_short_is_refused_before_any_write(
     redis_store: RedisStore, script: str
 ) -> None:
@@ -498,13 +506,18 @@ async def test_a_batch_cut_short_is_refused_before_any_write(
     call = {
         "put_all": lambda: commands.put_all([rec("new", reference_id="r")]),
         "settle": lambda: commands.settle([Change(claim.tasks[0].record, State.CONFIRMED, 0)]),
+        "settle-with-reason": lambda: commands.settle(
+            [Change(claim.tasks[0].record, State.FAILED, 1, reason=Reason("E", "boom"))]
+        ),
         "extend": lambda: commands.extend([claim.tasks[0].record], LONG_LEASE),
     }[script]()
     batch = call.args[-1]
     assert isinstance(batch, bytes)
     before = await redis_store.client.hgetall(redis_store.keys.tasks)
+    assert not await redis_store.client.exists(redis_store.keys.errors)
     script_of_call = redis_store._scripts[call.script]
     for cut in range(1, len(batch)):
         with pytest.raises(redis.exceptions.ResponseError, match=r"^INVALID"):
             await script_of_call(keys=call.keys, args=[*call.args[:-1], batch[:cut]])
     assert await redis_store.client.hgetall(redis_store.keys.tasks) == before
+    assert not await redis_store.client.exists(redis_store.keys.errors)
