@@ -17,7 +17,7 @@ from typing import Any, Self, get_type_hints
 
 from worker.errors import ConfigError
 
-__all__ = ["Config", "TypeSettings", "load_config"]
+__all__ = ["Config", "RetentionSettings", "TypeSettings", "load_config"]
 
 ENV_PREFIX = "RETRYD_"
 
@@ -87,6 +87,16 @@ class StoreSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RetentionSettings:
+    """How long a finished task is kept, in seconds after it finished; 0 keeps it forever."""
+
+    confirmed: float = 604800.0  # a week
+    failed: float = 2592000.0  # 30 days: long enough to notice, read why, and retry
+    # How often each worker looks for tasks past retention (with jitter, so workers spread).
+    interval: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
 class WebSettings:
     """`retryd web`: where the dashboard listens and who may use it."""
 
@@ -110,7 +120,10 @@ _SECTIONS: dict[str, type[Any]] = {
     "embedded": EmbeddedSettings,
     "store": StoreSettings,
     "web": WebSettings,
+    "retention": RetentionSettings,
 }
+# A retention past this (100 years) is surely a mistake, and past ~285 years not storable.
+MAX_RETENTION_SECONDS = 100 * 365 * 86400
 WEB_AUTH_MODES = ("none", "basic", "token")
 # A token or password shorter than this is refused: it guards actions on every task.
 MIN_WEB_SECRET_CHARS = 16
@@ -130,6 +143,7 @@ class Config:
     embedded: EmbeddedSettings = field(default_factory=EmbeddedSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     web: WebSettings = field(default_factory=WebSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> Self:
@@ -165,6 +179,7 @@ class Config:
         _at_least("store.max_data_bytes", self.store.max_data_bytes, 1)
         _at_least("redis.replicas_to_ack", self.redis.replicas_to_ack, 0)
         _check_web(self.web)
+        _check_retention(self.retention)
 
     def apply_type_overrides(self, task_type: int, settings: RetrySettings) -> RetrySettings:
         """settings with [types.N]'s overrides applied."""
@@ -287,6 +302,17 @@ def _check_retry(prefix: str, values: Mapping[str, Any]) -> None:
             _at_least(f"{prefix}.{key}", values[key], 0)
     if values.get("timeout") is not None:
         _positive(f"{prefix}.timeout", values["timeout"])
+
+
+def _check_retention(retention: RetentionSettings) -> None:
+    for key in ("confirmed", "failed"):
+        seconds = getattr(retention, key)
+        if not 0 <= seconds <= MAX_RETENTION_SECONDS:
+            raise ConfigError(
+                f"retention.{key}: must be in 0..{MAX_RETENTION_SECONDS} seconds (0 keeps "
+                f"tasks forever), got {seconds}"
+            )
+    _positive("retention.interval", retention.interval)
 
 
 def _check_web(web: WebSettings) -> None:

@@ -26,6 +26,7 @@ from worker.metrics import WorkerMetrics
 from worker.outage import Outage
 from worker.outcomes import Outcome, decide, release
 from worker.registry import HandlerSpec, Registry, retry_settings
+from worker.retention import Pruner
 
 __all__ = ["Worker"]
 
@@ -77,6 +78,7 @@ class Worker:
         self.metrics = metrics or WorkerMetrics(registry.types())
         self.metrics.count_inflight(lambda: len(self._running))
         self._outage = Outage(self.metrics)
+        self._pruner = Pruner(store, config.retention, self.metrics)
         self._running: dict[str, _Running] = {}
         self._pending: list[_Pending] = []
         self._settling: list[_Pending] = []  # the batch being written now
@@ -120,6 +122,7 @@ class Worker:
         ]
         if not burst:
             helpers.append(asyncio.create_task(self._listen_for_wakeups(), name="retryd-wake"))
+            helpers.append(asyncio.create_task(self._pruner.run(), name="retryd-prune"))
         try:
             await self._claim_until_stopped(burst)
             await self._drain()

@@ -52,6 +52,13 @@ class WorkerMetrics:
             registry=self.registry,
         )
         self.inflight = Gauge("retryd_inflight", "Handlers running now.", registry=self.registry)
+        pruned = Counter(
+            "retryd_tasks_pruned",
+            "Finished tasks this worker deleted past their retention, by state.",
+            ["state"],
+            registry=self.registry,
+        )
+        self.pruned = {state: pruned.labels(state=state) for state in ("confirmed", "failed")}
         self.redis_errors = Counter(
             "retryd_redis_errors", "Failed Redis calls.", registry=self.registry
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-from store import Change, Record, State
+from store import Change, Reason, Record, State
 from worker.backoff import compute_backoff
 from worker.config import RetrySettings
 from worker.errors import Permanent, RetryLater
@@ -31,10 +31,11 @@ def decide(
     if isinstance(error, RetryLater):
         return Change(record, State.PENDING, record.failed_attempts, error.seconds), Outcome.RETRIED
     failed = record.failed_attempts + 1
+    reason = Reason.from_exception(error)  # kept beside the task as its last failure
     if isinstance(error, Permanent) or failed >= retry.max_attempts:
-        return Change(record, State.FAILED, failed), Outcome.FAILED
+        return Change(record, State.FAILED, failed, reason=reason), Outcome.FAILED
     delay = compute_backoff(failed, initial_delay=retry.initial_delay, max_delay=retry.max_delay)
-    return Change(record, State.PENDING, failed, delay), Outcome.RETRIED
+    return Change(record, State.PENDING, failed, delay, reason), Outcome.RETRIED
 
 
 def release(record: Record) -> tuple[Change, Outcome]:
