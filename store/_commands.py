@@ -290,7 +290,7 @@ class Commands:
         return Call("stats", [self.keys.types, self.keys.index_prefix], [])
 
     def stats_done(self, reply: Any) -> Stats:
-        now, pending, confirmed, failed, ready, oldest = (int(v) for v in reply)
+        now, pending, confirmed, failed, ready, oldest, *by_type = (int(v) for v in reply)
         return Stats(
             now=from_micros(now),
             pending=pending,
@@ -298,6 +298,7 @@ class Commands:
             failed=failed,
             ready=ready,
             oldest_ready_at=None if oldest < 0 else from_micros(oldest),
+            ready_by_type=dict(zip(by_type[::2], by_type[1::2], strict=True)),
         )
 
     def check_replicated(self, acknowledged: Any, wanted: int, call: Call) -> None:

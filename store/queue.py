@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from store.lifecycle import Reason
@@ -54,3 +55,6 @@ class Stats:
     failed: int
     ready: int
     oldest_ready_at: datetime | None
+    # PENDING tasks due now, by type (types with none left out): the worker reports the types
+    # it has no handler for, which would otherwise wait forever, silently.
+    ready_by_type: Mapping[int, int] = field(default_factory=dict)

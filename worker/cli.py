@@ -14,6 +14,7 @@ from redis.exceptions import RedisClusterException, RedisError
 
 from store import ExistsError, NotFoundError, StaleVersionError, ValidationError
 from worker.errors import ConfigError
+from worker.metrics import build_version
 
 __all__ = ["main"]
 
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="retryd", description="A background retry worker daemon on Redis."
     )
+    parser.add_argument("--version", action="version", version=f"retryd {build_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"worker.commands.{name}").add_parser(commands)

@@ -17,7 +17,7 @@ from typing import Any, Self, get_type_hints
 
 from worker.errors import ConfigError
 
-__all__ = ["Config", "RetentionSettings", "TypeSettings", "load_config"]
+__all__ = ["Config", "RetentionSettings", "TypeSettings", "check_delays", "load_config"]
 
 ENV_PREFIX = "RETRYD_"
 
@@ -127,6 +127,11 @@ MAX_RETENTION_SECONDS = 100 * 365 * 86400
 WEB_AUTH_MODES = ("none", "basic", "token")
 # A token or password shorter than this is refused: it guards actions on every task.
 MIN_WEB_SECRET_CHARS = 16
+_EXPECTED: dict[Any, str] = {
+    int: "an integer (like 32)",
+    float: "a number of seconds (like 1.5)",
+    bool: "true or false",
+}
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _LOG_FORMATS = ("json", "console")
 
@@ -168,8 +173,10 @@ class Config:
         _at_least("worker.shutdown_grace", self.worker.shutdown_grace, 0)
         _positive("worker.poll_interval", self.worker.poll_interval)
         _check_retry("retry", dataclasses.asdict(self.retry))
+        check_delays("retry", self.retry)
         for task_type, overrides in self.types.items():
             _check_retry(f"types.{task_type}", dataclasses.asdict(overrides))
+            check_delays(f"types.{task_type}", self.apply_type_overrides(task_type, self.retry))
         if not 0 <= self.metrics.port <= 65535:
             raise ConfigError(f"metrics.port: must be in 0..65535, got {self.metrics.port}")
         if self.log.level not in _LOG_LEVELS:
@@ -234,7 +241,14 @@ def _env_value(variable: str, settings: type[Any], key: str, text: str) -> Any:
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
-        raise ConfigError(f"{variable}: {text!r} is not a valid value") from None
+        raise ConfigError(f"{variable}: {text!r} is not {_expected(wanted)}") from None
+
+
+def _expected(wanted: Any) -> str:
+    """What a variable of this field's type must hold, for an error message."""
+    if isinstance(wanted, types.UnionType):  # `int | None`: the None is only "not overridden"
+        wanted = next(t for t in wanted.__args__ if t is not type(None))
+    return _EXPECTED.get(wanted, f"a valid {getattr(wanted, '__name__', wanted)}")
 
 
 def _parse_section(name: str, settings: type[Any], table: Any) -> Any:
@@ -292,6 +306,15 @@ def _at_least(key: str, value: float, low: float) -> None:
 def _positive(key: str, value: float) -> None:
     if not value > 0:
         raise ConfigError(f"{key}: must be greater than 0, got {value}")
+
+
+def check_delays(where: str, retry: RetrySettings) -> None:
+    """Refuse a cap below the first delay: every retry would wait max_delay, not back off."""
+    if retry.max_delay < retry.initial_delay:
+        raise ConfigError(
+            f"{where}: max_delay ({retry.max_delay:g}) is less than initial_delay "
+            f"({retry.initial_delay:g}); the cap must be at least the first delay"
+        )
 
 
 def _check_retry(prefix: str, values: Mapping[str, Any]) -> None:

@@ -25,7 +25,7 @@ from prometheus_client.registry import Collector
 from store import RedisStore, Stats, StoreError
 from worker.config import MetricsSettings
 from worker.loop import TRANSIENT, Worker
-from worker.metrics import WorkerMetrics, build_version
+from worker.metrics import WorkerMetrics, build_version, unhandled_ready
 
 __all__ = ["start_observability_server"]
 
@@ -90,14 +90,37 @@ async def start_observability_server(
     return server
 
 
-class _StoreGauges(Collector):
-    """retryd_tasks, retryd_tasks_ready and retryd_oldest_ready_age_seconds from one Stats."""
+@dataclass(frozen=True, slots=True)
+class _StatsRead:
+    """One successful stats() call and when it returned (time.monotonic())."""
 
-    def __init__(self, stats: Stats) -> None:
+    stats: Stats
+    read_at: float
+
+
+def _oldest_ready_age(stats: Stats) -> float:
+    if stats.oldest_ready_at is None:
+        return 0.0
+    return max((stats.now - stats.oldest_ready_at).total_seconds(), 0.0)
+
+
+class _StoreGauges(Collector):
+    """The store gauges from the last Stats read, and how old that read is.
+
+    While Redis cannot be read the last values stay (a gauge that vanished would resolve the
+    alerts on it silently, mid-outage), the oldest due task's age keeps growing (nobody can
+    claim it meanwhile), and retryd_store_stats_age_seconds says how stale the rest is.
+    """
+
+    def __init__(
+        self, stats: Stats, stale_seconds: float, handled_types: frozenset[int] | None
+    ) -> None:
         self._stats = stats
+        self._stale_seconds = stale_seconds
+        self._handled = handled_types
 
     def collect(self) -> Iterable[Metric]:
-        stats = self._stats
+        stats, stale_seconds = self._stats, self._stale_seconds
         tasks = GaugeMetricFamily("retryd_tasks", "Tasks in the store by state.", labels=["state"])
         for state, count in (
             ("pending", stats.pending),
@@ -111,36 +134,52 @@ class _StoreGauges(Collector):
             "PENDING tasks due now (tasks under a lease excluded).",
             value=stats.ready,
         )
+        age = _oldest_ready_age(stats)
         yield GaugeMetricFamily(
             "retryd_oldest_ready_age_seconds",
             "How long the oldest due task has waited, by the Redis server's clock (0 if none).",
-            value=_oldest_ready_age(stats),
+            value=age + stale_seconds if stats.oldest_ready_at is not None else age,
         )
-
-
-def _oldest_ready_age(stats: Stats) -> float:
-    if stats.oldest_ready_at is None:
-        return 0.0
-    return max((stats.now - stats.oldest_ready_at).total_seconds(), 0.0)
+        yield GaugeMetricFamily(
+            "retryd_store_stats_age_seconds",
+            "Seconds since the store gauges were last read from Redis (0 to 1 normally).",
+            value=stale_seconds,
+        )
+        if self._handled is not None:
+            yield GaugeMetricFamily(
+                "retryd_tasks_ready_unhandled",
+                "Tasks due now of types this worker has no handler for: they wait, unclaimed.",
+                value=sum(unhandled_ready(stats, self._handled).values()),
+            )
 
 
 class _StatsCache:
     """One store.stats() call per STATS_CACHE_SECONDS, shared by every concurrent request."""
 
-    def __init__(self, store: RedisStore, errors: Counter) -> None:
+    def __init__(self, store: RedisStore, errors: Counter, handled: frozenset[int] | None) -> None:
         self._store = store
         self._errors = errors
+        self._handled = handled
         self._lock = asyncio.Lock()
-        self._stats: Stats | None = None
+        self._last: _StatsRead | None = None
         self._error: str | None = None
         self._fetched_at = float("-inf")
+        self._unhandled_seen: frozenset[int] = frozenset()
 
-    async def get(self) -> tuple[Stats | None, str | None]:
-        """The latest stats (None while Redis fails) and why they are missing."""
+    async def get(self) -> tuple[_StatsRead | None, str | None]:
+        """The last successful read (kept through an outage) and why the latest one failed."""
         async with self._lock:  # concurrent scrapes wait for one call instead of each making one
             if time.monotonic() - self._fetched_at >= STATS_CACHE_SECONDS:
                 await self._refresh()
-            return self._stats, self._error
+            return self._last, self._error
+
+    @property
+    def stale_seconds(self) -> float:
+        """How old the last read was at the latest attempt: 0 while Redis answers, and the
+        same for every scrape served from one cached attempt."""
+        if self._last is None:
+            return 0.0
+        return max(self._fetched_at - self._last.read_at, 0.0)
 
     async def _refresh(self) -> None:
         try:
@@ -151,13 +190,28 @@ class _StatsCache:
             if self._error is None:
                 log.warning("redis stats unavailable", error=type(error).__name__)
             # The class name only: redis-py messages name hosts, and a URL could carry a password.
-            self._stats, self._error = None, f"redis unavailable ({type(error).__name__})"
+            self._error = f"redis unavailable ({type(error).__name__})"
         else:
             if self._error is not None:
                 log.info("redis stats available again")
-            self._stats, self._error = stats, None
+            self._error = None
+            self._last = _StatsRead(stats, time.monotonic())
+            self._warn_about_unhandled(stats)
         # Set after the call, so a slow failing call is not retried by the next scrape at once.
         self._fetched_at = time.monotonic()
+
+    def _warn_about_unhandled(self, stats: Stats) -> None:
+        """Log once for each type that starts waiting with no handler in this worker."""
+        if self._handled is None:
+            return
+        waiting = unhandled_ready(stats, self._handled)
+        new = frozenset(waiting) - self._unhandled_seen
+        if new:
+            log.warning(
+                "tasks are due of types no handler is registered for; they wait unclaimed",
+                types={t: waiting[t] for t in sorted(new)},
+            )
+        self._unhandled_seen = frozenset(waiting)
 
 
 class _Site:
@@ -171,7 +225,8 @@ class _Site:
         min_stall_seconds: float,
     ) -> None:
         self._registry, errors = _registry_of(metrics)
-        self._stats = _StatsCache(store, errors)
+        self._handled = None if worker is None else worker.handled_types
+        self._stats = _StatsCache(store, errors, self._handled)
         self._worker = worker
         self._min_stall = min_stall_seconds
         self._routes = {
@@ -222,10 +277,11 @@ class _Site:
             return _status(500, "internal error")
 
     async def _metrics(self) -> _Response:
-        stats, _ = await self._stats.get()
+        last, _ = await self._stats.get()
         body = render(self._registry)
-        if stats is not None:
-            body += render(_StoreGauges(stats))
+        if last is not None:
+            gauges = _StoreGauges(last.stats, self._stats.stale_seconds, self._handled)
+            body += render(gauges)
         return _Response(200, CONTENT_TYPE_LATEST, body)
 
     async def _healthz(self) -> _Response:
@@ -238,9 +294,9 @@ class _Site:
         return _status(200)
 
     async def _readyz(self) -> _Response:
-        stats, error = await self._stats.get()
-        if stats is None:
-            return _status(503, error or "redis unavailable")
+        _, error = await self._stats.get()
+        if error is not None:
+            return _status(503, error)
         return _status(200)
 
 

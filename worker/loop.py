@@ -101,6 +101,11 @@ class Worker:
         return len(self._pending) + len(self._settling)
 
     @property
+    def handled_types(self) -> frozenset[int]:
+        """The task types this worker has a handler for (and so claims)."""
+        return frozenset(self._retry)
+
+    @property
     def outage(self) -> bool:
         return self._outage.ongoing
 
@@ -170,8 +175,10 @@ class Worker:
             await self._pause(self._outage.failed(error))
             return None
         except StoreError as error:
-            # Not an outage, and not something a restart would mend: say so and keep the
-            # process up (a crash loop would stop every other type's work too).
+            # Not an outage (BUSY: a long script; OOM: maxmemory reached), and not something a
+            # restart would mend: count it, say so and keep the process up (a crash loop would
+            # stop every other type's work too).
+            self.metrics.redis_errors.inc()
             log.error("claim failed; retrying after poll_interval", error=str(error))
             await self._pause(self._settings.poll_interval)
             return None

@@ -11,12 +11,19 @@ from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from store import Stats
 from worker.outcomes import Outcome
 
-__all__ = ["WorkerMetrics", "build_version"]
+__all__ = ["WorkerMetrics", "build_version", "unhandled_ready"]
 
 # Handler time and start delay span sub-millisecond no-ops to multi-minute jobs.
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+
+def unhandled_ready(stats: Stats, handled_types: Iterable[int]) -> dict[int, int]:
+    """Tasks due now by type, for the types that have no handler among handled_types."""
+    handled = set(handled_types)
+    return {t: n for t, n in sorted(stats.ready_by_type.items()) if t not in handled}
 
 
 def build_version() -> str:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import os
+import sys
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from store import Record
-from worker.config import Config, RetrySettings
+from worker.config import Config, RetrySettings, check_delays
 from worker.errors import ConfigError
 
 __all__ = [
@@ -108,7 +110,14 @@ def handler(
 
 
 def import_handler_modules(modules: Iterable[str]) -> None:
-    """Import each module so its @handler decorators run; a failure names the module."""
+    """Import each module so its @handler decorators run; a failure names the module.
+
+    The working directory is searched too (last, so it never shadows an installed package), as
+    `python -m` would: the `retryd` console script alone leaves it out, and `myapp.tasks` next to
+    config.toml would not import.
+    """
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
     for module in modules:
         try:
             importlib.import_module(module)
@@ -132,4 +141,6 @@ def retry_settings(config: Config, spec: HandlerSpec) -> RetrySettings:
     settings = dataclasses.replace(
         config.retry, **{k: v for k, v in from_decorator.items() if v is not None}
     )
-    return config.apply_type_overrides(spec.type, settings)
+    settings = config.apply_type_overrides(spec.type, settings)
+    check_delays(f"type {spec.type} (decorator, [retry] and [types.{spec.type}])", settings)
+    return settings

@@ -125,7 +125,10 @@ async def test_readyz_follows_redis_down_and_back_on_the_same_port(
                 assert str(server.port).encode() not in reply.body
                 got = await scrape(port)
                 assert value(got, "retryd_redis_errors_total") == 2
-                assert value(got, "retryd_tasks_ready") is None
+                assert value(got, "retryd_tasks_ready") == 0  # the last value read, kept
+                stale = value(got, "retryd_store_stats_age_seconds")
+                assert stale is not None
+                assert stale > 0
                 server.start()
                 assert await get_json(port, "/readyz") == (200, {"status": "ok"})
                 assert value(await scrape(port), "retryd_tasks_ready") == 0

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import redis
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from store import Record, RedisStore
+from store import Record, RedisStore, State
 from tests.metrics.client import Samples, get, samples, scrape, value
 from tests.metrics.conftest import listening
 from tests.servers import redis_server
@@ -22,7 +27,6 @@ from worker.registry import Registry, handler
 OK, FAILS_AT_ONCE, RETRIES_LATER, UNHANDLED = 1, 2, 3, 9
 CONFIRMED_N, FAILED_N, RETRIED_N, WAITING_N = 5, 3, 2, 4
 WAITED = timedelta(minutes=2)
-STORE_GAUGES = ("retryd_tasks", "retryd_tasks_ready", "retryd_oldest_ready_age_seconds")
 
 
 def _registry() -> Registry:
@@ -81,6 +85,10 @@ async def test_metrics_report_exact_counts_after_a_known_workload(
     age = value(got, "retryd_oldest_ready_age_seconds")
     assert age is not None
     assert WAITED.total_seconds() <= age < WAITED.total_seconds() + 60
+    assert value(got, "retryd_tasks_ready_unhandled") == WAITING_N  # type 9 has no handler
+    stats_age = value(got, "retryd_store_stats_age_seconds")
+    assert stats_age is not None
+    assert 0 <= stats_age < 1.0
     assert value(got, "retryd_inflight") == 0
     assert value(got, "retryd_build_info", version=build_version()) == 1
     assert value(got, "retryd_redis_errors_total") == 0
@@ -150,8 +158,9 @@ async def test_scrapes_within_a_second_share_one_stats_call() -> None:
 async def test_scrape_without_redis_serves_worker_metrics_and_counts_the_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Redis down: /metrics is 200 with the worker's series, store gauges absent, errors counted;
-    Redis back on the same port (its AOF reloaded): the gauges return."""
+    """Redis down: /metrics is 200 with the worker's series, the store gauges keep their last
+    values (an alert on them must not resolve mid-outage) with their staleness, errors counted;
+    Redis back on the same port (its AOF reloaded): fresh gauges again."""
     monkeypatch.setattr("worker.http.STATS_CACHE_SECONDS", 0.0)  # every request asks Redis
     with redis_server("--appendonly", "yes") as server:
         async with RedisStore.from_url(server.url, namespace="down") as store:
@@ -160,9 +169,15 @@ async def test_scrape_without_redis_serves_worker_metrics_and_counts_the_error(
                 up = await scrape(port)
                 assert value(up, "retryd_tasks", state="confirmed") == CONFIRMED_N
                 server.stop()
+                await asyncio.sleep(0.2)
                 down = [await scrape(port), await scrape(port)]
                 for got, errors in zip(down, (1, 2), strict=True):
-                    assert _family_names(got).isdisjoint(STORE_GAUGES)
+                    assert value(got, "retryd_tasks", state="confirmed") == CONFIRMED_N
+                    assert value(got, "retryd_tasks_ready") == WAITING_N
+                    assert _number(got, "retryd_store_stats_age_seconds") >= 0.2
+                    assert _number(got, "retryd_oldest_ready_age_seconds") >= _number(
+                        up, "retryd_oldest_ready_age_seconds"
+                    )  # the due task still waits: nobody can claim it meanwhile
                     assert value(got, "retryd_redis_errors_total") == errors
                     assert value(got, "retryd_inflight") == 0
                     ok_runs = value(got, "retryd_task_runs_total", type="1", outcome="confirmed")
@@ -171,7 +186,59 @@ async def test_scrape_without_redis_serves_worker_metrics_and_counts_the_error(
                 back = await scrape(port)
                 assert value(back, "retryd_tasks", state="confirmed") == CONFIRMED_N
                 assert value(back, "retryd_redis_errors_total") == 2
+                assert _number(back, "retryd_store_stats_age_seconds") < 0.2
 
 
-def _family_names(got: Samples) -> set[str]:
-    return {name for (name, _) in got}
+def _number(got: Samples, name: str) -> float:
+    found = value(got, name)
+    assert found is not None, f"{name} is missing"
+    return found
+
+
+@pytest.mark.parametrize("refusal", ["busy", "oom"])
+async def test_busy_and_oom_replies_count_as_redis_errors(refusal: str) -> None:
+    """A claim refused with BUSY (a long script runs) or OOM (maxmemory reached) is a failed
+    Redis call: counted in retryd_redis_errors_total, and the work resumes once it clears."""
+    with redis_server("--busy-reply-threshold", "50") as server, server.client() as admin:
+        async with RedisStore.from_url(server.url, namespace="refused") as store:
+            await store.put_all(Record("due", OK, b"x"))
+            worker = Worker(store, _registry(), _config())
+            clear = _refuse_with_busy(server) if refusal == "busy" else _refuse_with_oom(admin)
+            running = asyncio.create_task(worker.run(burst=True))
+            await asyncio.sleep(0.5)
+            assert not running.done()
+            clear()
+            await asyncio.wait_for(running, timeout=10)
+            assert (await store.get_by_task_id("due")).state == State.CONFIRMED
+    errors = worker.metrics.registry.get_sample_value("retryd_redis_errors_total")
+    assert errors is not None
+    assert errors >= 1
+
+
+def _refuse_with_busy(server: Any) -> Callable[[], None]:
+    """Run an endless read-only script: past busy-reply-threshold every other call gets BUSY."""
+
+    def spin() -> None:
+        with server.client() as client, contextlib.suppress(redis.ResponseError):
+            client.eval("while true do end", 0)  # ends with an error when killed
+
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    time.sleep(0.2)
+
+    def clear() -> None:
+        with server.client() as client:
+            client.script_kill()
+        spinner.join(timeout=10)
+
+    return clear
+
+
+def _refuse_with_oom(admin: redis.Redis) -> Callable[[], None]:
+    """maxmemory below what is used, no eviction: every script that may write gets OOM."""
+    admin.config_set("maxmemory", 1)
+
+    def clear() -> None:
+        admin.config_set("maxmemory", 0)
+
+    return clear

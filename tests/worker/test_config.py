@@ -253,3 +253,50 @@ def test_retry_settings_precedence_is_retry_then_decorator_then_types(tmp_path: 
     seven_spec, eight_spec = registry.specs()
     assert retry_settings(config, seven_spec) == RetrySettings(2, 1.0, 100.0, 3.0)
     assert retry_settings(config, eight_spec) == RetrySettings(5, 0.25, 100.0, 60.0)
+
+
+@pytest.mark.parametrize(
+    ("variable", "text", "expected"),
+    [
+        ("RETRYD_WORKER_CONCURRENCY", "abc", "is not an integer (like 32)"),
+        ("RETRYD_WORKER_LEASE", "30s", "is not a number of seconds (like 1.5)"),
+        ("RETRYD_TYPES_7_MAX_ATTEMPTS", "x", "is not an integer (like 32)"),
+        ("RETRYD_TYPES_7_TIMEOUT", "soon", "is not a number of seconds (like 1.5)"),
+    ],
+)
+def test_an_unparsable_environment_value_names_the_expected_type(
+    tmp_path: Path, variable: str, text: str, expected: str
+) -> None:
+    """Not just 'not a valid value': the variable, the value and what it should have been."""
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, ""), {variable: text})
+    assert str(caught.value) == f"{variable}: {text!r} {expected}"
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "where"),
+    [
+        ("[retry]\ninitial_delay = 60\nmax_delay = 10\n", {}, "retry"),
+        ("", {"RETRYD_RETRY_MAX_DELAY": "0.5"}, "retry"),  # below the default initial 1.0
+        ("[types.7]\nmax_delay = 0.5\n", {}, "types.7"),  # [retry]'s initial 1.0 applies
+        ("[types.7]\ninitial_delay = 7200\n", {}, "types.7"),  # over [retry]'s max 3600
+    ],
+)
+def test_a_max_delay_below_the_initial_delay_is_refused(
+    tmp_path: Path, text: str, env: dict[str, str], where: str
+) -> None:
+    """A cap under the first delay would make every retry wait max_delay: refused, named."""
+    with pytest.raises(ConfigError, match=rf"^{re.escape(where)}: max_delay \(.*\) is less than"):
+        load_config(write(tmp_path, text), env)
+
+
+def test_a_decorator_max_delay_below_the_initial_delay_is_refused() -> None:
+    """The decorator's delays, combined with [retry] and [types.N], are checked the same way."""
+    registry = Registry()
+
+    @handler(type=7, max_delay=0.5, registry=registry)
+    async def seven(record: Any) -> None: ...
+
+    (spec,) = registry.specs()
+    with pytest.raises(ConfigError, match=r"^type 7 .*max_delay \(0\.5\) is less than"):
+        retry_settings(Config(), spec)

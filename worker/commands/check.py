@@ -1,6 +1,7 @@
 """`retryd check`: is this deployment ready to run? Config, handlers, then Redis, in that order.
 
-Exit 0 when all three are fine (warnings do not fail it), 2 when the config or a handler module
+Exit 0 when all three are fine (warnings, such as due tasks of a type no handler is registered
+for, do not fail it), 2 when the config or a handler module
 is wrong, 1 when Redis cannot be reached. Run it before `retryd run`, or as a deploy gate.
 """
 
@@ -26,6 +27,7 @@ from worker.commands._output import add_json_argument, error, print_json, table
 from worker.commands._session import EXIT_UNREACHABLE, redis_failure
 from worker.config import Config
 from worker.errors import ConfigError
+from worker.metrics import unhandled_ready
 from worker.registry import default_registry, import_handler_modules, retry_settings
 
 __all__ = ["add_parser", "main"]
@@ -127,6 +129,7 @@ async def _server_info(config: Config, url: str) -> ServerInfo:
     try:
         await store.client.ping()
         info = _one_node(await store.client.info())
+        waiting = unhandled_ready(await store.stats(), default_registry.types())
     finally:
         await store.aclose()
     version = f"redis {info.get('redis_version', '?')}"
@@ -136,6 +139,11 @@ async def _server_info(config: Config, url: str) -> ServerInfo:
         version=version,
         aof_enabled=bool(int(info.get("aof_enabled", 0))),
         maxmemory_policy=str(info.get("maxmemory_policy", "noeviction")),
+    )
+    server.warnings.extend(
+        f"{count} tasks of type {task_type} are due and no handler has type {task_type}: "
+        "they wait, unclaimed, until one is registered"
+        for task_type, count in waiting.items()
     )
     if not server.aof_enabled:
         server.warnings.append("appendonly is off: a Redis crash loses recently put tasks")

@@ -1,4 +1,4 @@
-"""`retryd ls --state S`: a page of the tasks in one state, ordered by id, with the next cursor.
+"""`retryd ls [--state S]`: a page of the tasks in one state (default pending), ordered by id.
 
 Pages are by id, not by time: `--cursor` takes the id the previous page printed last, so paging
 never skips or repeats a task however the schedule moves. Without --ready every task of the
@@ -29,6 +29,8 @@ __all__ = ["STATES", "add_parser", "main"]
 
 STATES = {str(s): s for s in (State.PENDING, State.CONFIRMED, State.FAILED)}
 DEFAULT_LIMIT = 50
+# The work still to do: what a newcomer who just put a task wants to see first.
+DEFAULT_STATE = "pending"
 # The latest instant a store can hold (2**53 microseconds after the epoch, year 2255): as_of for
 # "every task, due or not".
 END_OF_TIME = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=2**53)
@@ -40,7 +42,10 @@ def add_parser(commands: Any) -> None:
         "ls", help="list tasks in one state", description=__doc__
     )
     parser.add_argument(
-        "--state", required=True, metavar="STATE", help=f"one of {', '.join(STATES)}"
+        "--state",
+        default=DEFAULT_STATE,
+        metavar="STATE",
+        help=f"one of {', '.join(STATES)} (default {DEFAULT_STATE})",
     )
     parser.add_argument("--ready", action="store_true", help="only tasks due now")
     parser.add_argument(

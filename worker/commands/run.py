@@ -13,12 +13,13 @@ from typing import Any
 
 import structlog
 
-from store import RedisStore
+from store import RedisStore, StoreError
 from worker.commands._common import add_config_argument, config_from_args, open_store
 from worker.config import Config
-from worker.embedded import EmbeddedServer, running_url
+from worker.embedded import EmbeddedServer, running_url, stop_orphan
 from worker.logs import configure_logging, secrets_of_url
 from worker.loop import TRANSIENT, Worker
+from worker.metrics import unhandled_ready
 from worker.registry import default_registry, import_handler_modules
 
 __all__ = ["add_parser"]
@@ -42,6 +43,8 @@ def main(args: argparse.Namespace) -> int:
     configure_logging(config.log, secrets_of_url(config.redis.url))
     import_handler_modules(config.handlers.modules)
     embedded: EmbeddedServer | None = None
+    if not config.redis.url and stop_orphan(config.embedded.data_dir):
+        log.warning("stopped the embedded server a killed run left behind")
     url = config.redis.url or running_url(config.embedded.data_dir)
     if not url:
         embedded = EmbeddedServer(config.embedded.data_dir)
@@ -79,6 +82,7 @@ async def _serve(config: Config, url: str, *, burst: bool) -> None:
     worker = Worker(store, default_registry, config)
     _handle_signals(worker)
     await _warn_about_server(store)
+    await _warn_about_unhandled(store, worker.handled_types)
     http = await _start_http(config, store, worker)
     log.info(
         "worker started",
@@ -125,6 +129,22 @@ async def _warn_about_server(store: RedisStore) -> None:
     policy = memory.get("maxmemory_policy", "noeviction")
     if policy != "noeviction":
         log.warning("redis may evict task keys under memory pressure", maxmemory_policy=policy)
+
+
+async def _warn_about_unhandled(store: RedisStore, handled: frozenset[int]) -> None:
+    """Warn when tasks are due of a type no handler is registered for: they would wait forever.
+
+    /metrics reports them too, as retryd_tasks_ready_unhandled, and warns again for new types.
+    """
+    try:
+        waiting = unhandled_ready(await store.stats(), handled)
+    except (*TRANSIENT, StoreError):
+        return  # advice, not a gate: the worker rides out the outage
+    if waiting:
+        log.warning(
+            "tasks are due of types no handler is registered for; they wait unclaimed",
+            types=waiting,
+        )
 
 
 async def _start_http(config: Config, store: RedisStore, worker: Worker) -> asyncio.Server | None:
