@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
 DISTRIBUTION = "retryd"
 
-# Issue 4's metric names, exactly; `up` is Prometheus' own per-target series.
+# Issue 4's metric names and issue 17's two gauges, exactly; `up` is Prometheus' own per-target
+# series. tests/metrics/test_dashboard.py holds this set to a real scrape.
 METRICS = frozenset(
     {
         "retryd_tasks",
@@ -46,6 +47,8 @@ METRICS = frozenset(
         "retryd_inflight",
         "retryd_redis_errors_total",
         "retryd_build_info",
+        "retryd_store_stats_age_seconds",
+        "retryd_tasks_ready_unhandled",
         "up",
     }
 )
@@ -455,8 +458,11 @@ def test_prometheus_mounts_its_config_and_the_alert_rules(
     assert mounted["/etc/prometheus/prometheus.yml"] == "./deploy/prometheus.yml"
     assert prometheus_config["rule_files"]
     for rule_file in prometheus_config["rule_files"]:
-        assert rule_file in mounted, f"{rule_file} is not mounted into prometheus"
-        assert (ROOT / mounted[rule_file]).is_file()
+        # Relative paths resolve against the config file's folder, in compose as in deploy/.
+        in_container = rule_file if rule_file.startswith("/") else f"/etc/prometheus/{rule_file}"
+        assert in_container in mounted, f"{rule_file} is not mounted into prometheus"
+        assert (ROOT / mounted[in_container]).is_file()
+        assert (ROOT / "deploy" / rule_file).is_file(), f"{rule_file}: not beside prometheus.yml"
     assert "./deploy/alerts.yml" in mounted.values()
 
 
