@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
 DISTRIBUTION = "retryd"
 
-# Issue 4's metric names and issue 17's two gauges, exactly; `up` is Prometheus' own per-target
+# Issue 4's metric names, issue 13's pruned counter and issue 17's two gauges, exactly; `up` is Prometheus' own per-target
 # series. tests/metrics/test_dashboard.py holds this set to a real scrape.
 METRICS = frozenset(
     {
@@ -45,6 +45,7 @@ METRICS = frozenset(
         "retryd_task_duration_seconds",
         "retryd_task_start_delay_seconds",
         "retryd_inflight",
+        "retryd_tasks_pruned_total",
         "retryd_redis_errors_total",
         "retryd_build_info",
         "retryd_store_stats_age_seconds",
