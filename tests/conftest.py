@@ -251,17 +251,20 @@ async def store(
     request: pytest.FixtureRequest, redis_url: str, namespace: str
 ) -> AsyncIterator[Store]:
     """Each Store backend in turn, on this test's namespace."""
-    factory = BACKENDS[request.param]
-    postgres = ""
-    if request.param.startswith("postgres"):
-        postgres = request.getfixturevalue("postgres_url")
-    context = BackendContext(redis_url, namespace, TEST_MAX_DATA_BYTES, postgres)
-    async with factory(context) as backend:
+    async with BACKENDS[request.param](_context(request, redis_url, namespace)) as backend:
         yield backend
 
 
-# The backends that implement store.Lifecycle (issue 13); PostgreSQL's join with one line here.
-LIFECYCLE_BACKENDS = ("memory", "redis", "redis-sync")
+def _context(request: pytest.FixtureRequest, redis_url: str, namespace: str) -> BackendContext:
+    """What the backend of request.param needs; the PostgreSQL database only where it is one."""
+    postgres = ""
+    if request.param.startswith("postgres"):
+        postgres = request.getfixturevalue("postgres_url")
+    return BackendContext(redis_url, namespace, TEST_MAX_DATA_BYTES, postgres)
+
+
+# The backends that implement store.Lifecycle (issue 13).
+LIFECYCLE_BACKENDS = ("memory", "redis", "redis-sync", "postgres", "postgres-sync")
 
 
 @pytest.fixture(params=LIFECYCLE_BACKENDS)
@@ -269,8 +272,7 @@ async def lifecycle_store(
     request: pytest.FixtureRequest, redis_url: str, namespace: str
 ) -> AsyncIterator[Store]:
     """Each backend with the lifecycle operations in turn, on this test's namespace."""
-    context = BackendContext(redis_url, namespace, TEST_MAX_DATA_BYTES)
-    async with BACKENDS[request.param](context) as backend:
+    async with BACKENDS[request.param](_context(request, redis_url, namespace)) as backend:
         yield backend
 
 

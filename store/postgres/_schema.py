@@ -36,6 +36,11 @@ QueryName = Literal[
     "settle",
     "extend",
     "stats",
+    "delete",
+    "cancel",
+    "retry",
+    "retry_failed",
+    "prune",
 ]
 
 # Letters, digits and _.:- as on Redis; 63 bytes is PostgreSQL's limit on a schema's (and a

@@ -13,10 +13,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from store._commands import _micros, _positive
+from store._commands import _batch_limit, _micros, _positive
 from store.errors import ExistsError, NotFoundError, StaleVersionError, ValidationError
+from store.lifecycle import Failure, Pruned, TaskDetails
 from store.postgres._schema import QueryName, Schema
-from store.protocol import check_batch, check_query, check_update
+from store.protocol import (
+    check_batch,
+    check_query,
+    check_task_ids,
+    check_update,
+    state_error,
+)
 from store.queue import Change, Claim, Claimed, Stats
 from store.record import (
     MAX_UINT32,
@@ -33,6 +40,11 @@ __all__ = ["Query", "Statements"]
 Row = Sequence[Any]
 
 _BIGINT_MAX = 2**63 - 1
+_BIGINT_MIN = -(2**63)
+# The last failure a claim records for a run whose lease ran out (as the Redis store's claim).
+ABANDONED = (
+    "the lease ran out without an outcome: the worker that held it stopped or lost PostgreSQL"
+)
 # A unique violation's detail names the key as PostgreSQL prints bytea: \x then hex.
 _DUPLICATE_KEY = re.compile(r"\(task_id\)=\(\\x([0-9a-fA-F]*)\)")
 
@@ -124,9 +136,11 @@ class Statements:
         self, state: State, as_of: datetime, cursor: int | None, limit: int, direction: Ordering
     ) -> Query:
         known, _ = check_query(state, as_of, cursor, limit, direction)
-        if cursor is not None:  # clamped: no id lies beyond, so the page is the same
-            cursor = max(-_BIGINT_MAX, min(cursor, _BIGINT_MAX))
-        name: QueryName = "get_ready_desc" if direction is Ordering.DESC else "get_ready_asc"
+        descending = direction is Ordering.DESC
+        if cursor is None:  # the far end of the range: every id lies before it
+            cursor = _BIGINT_MAX if descending else _BIGINT_MIN
+        cursor = max(_BIGINT_MIN, min(cursor, _BIGINT_MAX))  # no id lies beyond: the same page
+        name: QueryName = "get_ready_desc" if descending else "get_ready_asc"
         return self._query(
             name, state=int(known), as_of=as_of, cursor=cursor, limit=min(limit, _BIGINT_MAX)
         )
@@ -151,6 +165,7 @@ class Statements:
             max_attempts=[_positive("max_attempts", m) for m in max_attempts.values()],
             limit=_positive("limit", limit),
             lease=timedelta(microseconds=lease),
+            abandoned=ABANDONED,
         )
 
     def claim_done(self, rows: Sequence[Row]) -> Claim:
@@ -179,6 +194,8 @@ class Statements:
             states=[int(c.state) for c in changes],
             failed=[c.failed_attempts for c in changes],
             delays=[timedelta(microseconds=_micros("delay", c.delay_seconds)) for c in changes],
+            kinds=[None if c.reason is None else _text(c.reason.kind) for c in changes],
+            messages=[None if c.reason is None else _text(c.reason.message) for c in changes],
             channel=self.schema.channel,
         )
 
@@ -195,6 +212,54 @@ class Statements:
         """Per item, whether it was applied: rows name the 1-based positions that were."""
         applied = {int(row[0]) for row in rows}
         return [position in applied for position in range(1, size + 1)]
+
+    # --- the lifecycle operations -------------------------------------------------------------
+
+    def details_done(self, rows: Sequence[Row]) -> list[TaskDetails]:
+        return [to_details(row) for row in rows]
+
+    def inspect_done(self, task_id: str, row: Row | None) -> TaskDetails:
+        if row is None:
+            raise NotFoundError(f"task {task_id!r} not found")
+        return to_details(row)
+
+    def by_ids(self, name: QueryName, task_ids: Sequence[str]) -> tuple[Query, list[str]]:
+        """delete, cancel or retry of task ids (checked, repeats dropped), and those ids."""
+        ids = check_task_ids(task_ids)
+        params: dict[str, Any] = {"task_ids": [t.encode("utf-8") for t in ids]}
+        if name == "retry":
+            params["channel"] = self.schema.channel
+        return Query(name, self.schema.sql(name), params), ids
+
+    def by_ids_done(self, name: QueryName, ids: Sequence[str], row: Row) -> int:
+        """The count changed, or the error for the first task that stopped the operation."""
+        position, state, count = row[:3]
+        if position is not None:
+            task_id = ids[position - 1]
+            if state is None:
+                raise NotFoundError(f"task {task_id!r} not found; nothing changed")
+            raise state_error(name, task_id, State(state))
+        return int(count)
+
+    def retry_failed(self, task_type: int | None, limit: int) -> Query:
+        if task_type is not None:
+            _positive("type", task_type)
+        return self._query(
+            "retry_failed", type=task_type, limit=_batch_limit(limit), channel=self.schema.channel
+        )
+
+    def prune(self, confirmed_seconds: float, failed_seconds: float, limit: int) -> Query:
+        confirmed = _micros("confirmed", confirmed_seconds)
+        failed = _micros("failed", failed_seconds)
+        return self._query(
+            "prune",
+            confirmed=timedelta(microseconds=confirmed) if confirmed else None,
+            failed=timedelta(microseconds=failed) if failed else None,
+            limit=_batch_limit(limit),
+        )
+
+    def prune_done(self, row: Row) -> Pruned:
+        return Pruned(confirmed=int(row[0]), failed=int(row[1]))
 
     def stats(self) -> Query:
         return self._query("stats")
@@ -228,5 +293,19 @@ def to_record(row: Row) -> Record:
     )
 
 
+def to_details(row: Row) -> TaskDetails:
+    """A record and its last failure, from a row of the record's and the failure's columns."""
+    kind, message, at, attempts = row[10:14]
+    failure = None if kind is None else Failure(kind, message, to_utc(at), int(attempts))
+    return TaskDetails(to_record(row), failure)
+
+
 def _utf8(text: str | None) -> bytes | None:
     return None if text is None else text.encode("utf-8")
+
+
+def _text(text: str) -> str:
+    r"""text as PostgreSQL's text can hold it: a NUL, which it cannot, is kept as the four
+    characters \x00 (an exception's message may hold one; refusing it would leave the outcome
+    unwritable)."""
+    return text.replace("\x00", "\\x00")

@@ -18,13 +18,14 @@ import psycopg
 from psycopg import errors
 from psycopg_pool import AsyncConnectionPool
 
+from store.lifecycle import Pruned, TaskDetails
 from store.postgres._connection import (
     SAVEPOINT,
     check_callers_connection,
     pool_options,
 )
 from store.postgres._migrate import read_schema_version_async
-from store.postgres._schema import Schema, SchemaVersionError
+from store.postgres._schema import QueryName, Schema, SchemaVersionError
 from store.postgres._statements import Query, Row, Statements
 from store.protocol import DEFAULT_MAX_DATA_BYTES
 from store.queue import Change, Claim, Stats
@@ -113,6 +114,57 @@ class PostgresStore:
         row = await self._one(self._statements.count(state))
         assert row is not None
         return int(row[0])
+
+    # --- the lifecycle operations (store.Lifecycle) ------------------------------------------
+
+    async def list_tasks(
+        self,
+        state: State,
+        as_of: datetime,
+        cursor: int | None = None,
+        limit: int = 100,
+        direction: Ordering = Ordering.ASC,
+    ) -> list[TaskDetails]:
+        """get_all_ready_by_state's page, each record with its last failure; [] if empty."""
+        query = self._statements.get_ready(state, as_of, cursor, limit, direction)
+        return self._statements.details_done(await self._all(query))
+
+    async def inspect(self, task_id: str) -> TaskDetails:
+        """The task's record and its last failure; NotFoundError if there is no such task."""
+        row = await self._one(self._statements.get(task_id))
+        return self._statements.inspect_done(task_id, row)
+
+    async def delete(self, *task_ids: str) -> int:
+        """Delete the tasks and their failures, all or none (NotFoundError); the count."""
+        return await self._by_ids("delete", task_ids)
+
+    async def cancel(self, *task_ids: str) -> int:
+        """PENDING tasks become FAILED now ('Cancelled'), all or none; the count."""
+        return await self._by_ids("cancel", task_ids)
+
+    async def retry(self, *task_ids: str) -> int:
+        """FAILED tasks go back to PENDING, due now, all or none; the count."""
+        return await self._by_ids("retry", task_ids)
+
+    async def retry_failed(self, task_type: int | None = None, *, limit: int = 1000) -> int:
+        """One batch of at most limit FAILED tasks sent back as retry does; the count."""
+        row = await self._one(self._statements.retry_failed(task_type, limit))
+        assert row is not None
+        return int(row[0])
+
+    async def prune(
+        self, *, confirmed_seconds: float, failed_seconds: float, limit: int = 100
+    ) -> Pruned:
+        """Delete at most limit CONFIRMED / FAILED tasks past their state's retention."""
+        row = await self._one(self._statements.prune(confirmed_seconds, failed_seconds, limit))
+        assert row is not None
+        return self._statements.prune_done(row)
+
+    async def _by_ids(self, name: QueryName, task_ids: Sequence[str]) -> int:
+        query, ids = self._statements.by_ids(name, task_ids)
+        row = await self._one(query)
+        assert row is not None
+        return self._statements.by_ids_done(name, ids, row)
 
     # --- the worker's side ------------------------------------------------------------------
 

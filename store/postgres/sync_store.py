@@ -16,9 +16,10 @@ import psycopg
 from psycopg import errors
 from psycopg_pool import ConnectionPool
 
+from store.lifecycle import Pruned, TaskDetails
 from store.postgres._connection import SAVEPOINT, check_callers_connection, pool_options
 from store.postgres._migrate import MigrationReport, migrate, read_schema_version
-from store.postgres._schema import Schema, SchemaVersionError
+from store.postgres._schema import QueryName, Schema, SchemaVersionError
 from store.postgres._statements import Query, Row, Statements
 from store.protocol import DEFAULT_MAX_DATA_BYTES
 from store.queue import Change
@@ -105,6 +106,55 @@ class SyncPostgresStore:
         row = self._one(self._statements.count(state))
         assert row is not None
         return int(row[0])
+
+    # --- the lifecycle operations (store.Lifecycle) ------------------------------------------
+
+    def list_tasks(
+        self,
+        state: State,
+        as_of: datetime,
+        cursor: int | None = None,
+        limit: int = 100,
+        direction: Ordering = Ordering.ASC,
+    ) -> list[TaskDetails]:
+        """get_all_ready_by_state's page, each record with its last failure; [] if empty."""
+        query = self._statements.get_ready(state, as_of, cursor, limit, direction)
+        return self._statements.details_done(self._all(query))
+
+    def inspect(self, task_id: str) -> TaskDetails:
+        """The task's record and its last failure; NotFoundError if there is no such task."""
+        row = self._one(self._statements.get(task_id))
+        return self._statements.inspect_done(task_id, row)
+
+    def delete(self, *task_ids: str) -> int:
+        """Delete the tasks and their failures, all or none (NotFoundError); the count."""
+        return self._by_ids("delete", task_ids)
+
+    def cancel(self, *task_ids: str) -> int:
+        """PENDING tasks become FAILED now ('Cancelled'), all or none; the count."""
+        return self._by_ids("cancel", task_ids)
+
+    def retry(self, *task_ids: str) -> int:
+        """FAILED tasks go back to PENDING, due now, all or none; the count."""
+        return self._by_ids("retry", task_ids)
+
+    def retry_failed(self, task_type: int | None = None, *, limit: int = 1000) -> int:
+        """One batch of at most limit FAILED tasks sent back as retry does; the count."""
+        row = self._one(self._statements.retry_failed(task_type, limit))
+        assert row is not None
+        return int(row[0])
+
+    def prune(self, *, confirmed_seconds: float, failed_seconds: float, limit: int = 100) -> Pruned:
+        """Delete at most limit CONFIRMED / FAILED tasks past their state's retention."""
+        row = self._one(self._statements.prune(confirmed_seconds, failed_seconds, limit))
+        assert row is not None
+        return self._statements.prune_done(row)
+
+    def _by_ids(self, name: QueryName, task_ids: Sequence[str]) -> int:
+        query, ids = self._statements.by_ids(name, task_ids)
+        row = self._one(query)
+        assert row is not None
+        return self._statements.by_ids_done(name, ids, row)
 
     def settle(self, changes: Sequence[Change]) -> list[bool]:
         """Apply each change whose record still holds its version; False for the others."""

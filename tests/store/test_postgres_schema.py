@@ -20,6 +20,7 @@ from store.postgres import (
     SyncPostgresStore,
     migrate,
 )
+from store.postgres._schema import Schema, migrations
 from tests.pg import migrated_namespace
 
 
@@ -161,3 +162,44 @@ async def test_concurrent_puts_of_one_task_id_store_it_once(postgres_url: str) -
             assert all(isinstance(r, ExistsError) for r in refused)
             assert all("'contested'" in str(r) for r in refused)
             assert await store.count_by_state(State.PENDING) == 1
+
+
+async def test_migrate_upgrades_a_schema_at_an_older_version_keeping_its_tasks(
+    postgres_url: str, bare_namespace: str
+) -> None:
+    """A namespace made by the first migration alone, with a task in it, is brought to the
+    current version by migrate; the task is still there and every operation works on it."""
+    schema = Schema.for_namespace(bare_namespace)
+    first = migrations()[0]
+    table = sql.Identifier(bare_namespace, "tasks")
+    with psycopg.connect(postgres_url) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(bare_namespace)))
+        conn.execute(schema.migration_sql(first))
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE {} (single boolean PRIMARY KEY DEFAULT true, version integer)"
+            ).format(sql.Identifier(bare_namespace, "schema_version"))
+        )
+        conn.execute(
+            sql.SQL("INSERT INTO {} (version) VALUES (1)").format(
+                sql.Identifier(bare_namespace, "schema_version")
+            )
+        )
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {} (id, task_id, type, data, state, failed_attempts, "
+                "next_attempt_at, created_at, version) "
+                "VALUES (nextval({}), 'old', 7, 'x', 1, 0, now(), now(), 1)"
+            ).format(table, sql.Literal(f'"{bare_namespace}".task_ids'))
+        )
+        conn.commit()
+        report = migrate(conn, bare_namespace)
+    assert (report.before, report.after) == (1, SCHEMA_VERSION)
+    async with PostgresStore.from_url(postgres_url, namespace=bare_namespace) as store:
+        await store.check_schema()
+        details = await store.inspect("old")
+        assert (details.record.data, details.last_error) == (b"x", None)
+        assert await store.cancel("old") == 1
+        failure = (await store.inspect("old")).last_error
+        assert failure is not None
+        assert failure.kind == "Cancelled"

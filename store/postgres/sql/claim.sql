@@ -1,5 +1,6 @@
 -- claim: lease up to limit due PENDING tasks of the given types to one worker.
--- Params  types bigint[], max_attempts bigint[] (one per type), limit bigint, lease interval
+-- Params  types bigint[], max_attempts bigint[] (one per type), limit bigint, lease interval,
+--         abandoned text (the message of an abandoned run's failure)
 -- Returns one row per task taken, oldest due first: its record after the claim, the instant it
 --         was due at, now, and next_due (the same on every row); when nothing was due, one row
 --         of NULLs but for now and next_due. next_due is the earliest next_attempt_at left among
@@ -9,7 +10,8 @@
 --         (fencing any late outcome of an earlier holder), sets leased and pushes
 --         next_attempt_at to now + lease. A task still leased when claimed again was abandoned
 --         by a worker that died: that counts as a failed attempt, and at max_attempts the task
---         becomes FAILED (due now) instead of crashing workers forever.
+--         becomes FAILED (due now) instead of crashing workers forever; either way the lost
+--         lease is recorded as the task's last failure ('LeaseExpired').
 -- Cost    per type, an index range scan of tasks_pending_due bounded by limit:
 --         O(types * (log N + limit)), whatever the number of rows not due or finished.
 WITH clock AS MATERIALIZED (
@@ -40,7 +42,12 @@ claimed AS (
         state = CASE WHEN t.failed_attempts + t.leased::int >= due.most THEN 3 ELSE 1 END,
         leased = t.failed_attempts + t.leased::int < due.most,
         next_attempt_at = CASE WHEN t.failed_attempts + t.leased::int >= due.most
-                               THEN clock.now ELSE clock.now + %(lease)s::interval END
+                               THEN clock.now ELSE clock.now + %(lease)s::interval END,
+        last_error_kind = CASE WHEN t.leased THEN 'LeaseExpired' ELSE t.last_error_kind END,
+        last_error_message = CASE WHEN t.leased THEN %(abandoned)s ELSE t.last_error_message END,
+        last_error_at = CASE WHEN t.leased THEN clock.now ELSE t.last_error_at END,
+        last_error_attempts = CASE WHEN t.leased THEN t.failed_attempts + 1
+                                   ELSE t.last_error_attempts END
     FROM due, clock
     WHERE t.id = due.id
     RETURNING t.task_id, t.type, t.data, t.reference_id, t.state, t.failed_attempts,

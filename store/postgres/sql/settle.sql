@@ -1,10 +1,12 @@
 -- settle: record a batch of outcomes, each scheduled relative to the database's clock.
 -- Params  task_ids bytea[], versions bigint[], states smallint[], failed bigint[],
---         delays interval[]: one element per change; channel text
+--         delays interval[], kinds text[], messages text[] (a failed attempt's reason, NULL for
+--         none): one element per change; channel text
 -- Returns one row per change applied: its 1-based position in the batch. A change whose task
 --         is missing or at another version is not applied (the others still are: each stands
 --         alone).
--- Keeps   next_attempt_at = now + delay; version + 1; leased cleared; rows are locked in id
+-- Keeps   next_attempt_at = now + delay; version + 1; leased cleared; a reason becomes the
+--         task's last failure, stamped with now and the new failed_attempts; rows locked in id
 --         order, so settle, extend and update of overlapping rows never deadlock; a NOTIFY
 --         when an outcome makes a task due now (a retry without delay).
 WITH clock AS MATERIALIZED (
@@ -13,11 +15,13 @@ WITH clock AS MATERIALIZED (
 changes AS (
     SELECT *
     FROM unnest(%(task_ids)s::bytea[], %(versions)s::bigint[], %(states)s::smallint[],
-                %(failed)s::bigint[], %(delays)s::interval[])
-         WITH ORDINALITY AS c(task_id, version, state, failed_attempts, delay, position)
+                %(failed)s::bigint[], %(delays)s::interval[], %(kinds)s::text[],
+                %(messages)s::text[])
+         WITH ORDINALITY AS c(task_id, version, state, failed_attempts, delay, kind, message,
+                              position)
 ),
 locked AS MATERIALIZED (
-    SELECT t.id, c.position, c.state, c.failed_attempts, c.delay
+    SELECT t.id, c.position, c.state, c.failed_attempts, c.delay, c.kind, c.message
     FROM {schema}.tasks AS t JOIN changes AS c
       ON t.task_id = c.task_id AND t.version = c.version
     ORDER BY t.id
@@ -26,7 +30,13 @@ locked AS MATERIALIZED (
 settled AS (
     UPDATE {schema}.tasks AS t
     SET state = locked.state, failed_attempts = locked.failed_attempts,
-        next_attempt_at = clock.now + locked.delay, version = t.version + 1, leased = false
+        next_attempt_at = clock.now + locked.delay, version = t.version + 1, leased = false,
+        last_error_kind = coalesce(locked.kind, t.last_error_kind),
+        last_error_message = CASE WHEN locked.kind IS NULL THEN t.last_error_message
+                                  ELSE locked.message END,
+        last_error_at = CASE WHEN locked.kind IS NULL THEN t.last_error_at ELSE clock.now END,
+        last_error_attempts = CASE WHEN locked.kind IS NULL THEN t.last_error_attempts
+                                   ELSE locked.failed_attempts END
     FROM locked, clock
     WHERE t.id = locked.id
     RETURNING locked.position, locked.state, locked.delay
