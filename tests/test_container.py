@@ -34,8 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
 DISTRIBUTION = "retryd"
 
-# Issue 4's metric names, issue 13's pruned counter and issue 17's two gauges, exactly; `up` is Prometheus' own per-target
-# series. tests/metrics/test_dashboard.py holds this set to a real scrape.
+# Issue 4's metric names, issue 13's pruned counter and issue 17's two gauges, exactly; `up` is
+# Prometheus' own per-target series. tests/metrics/test_dashboard.py holds this set to a real
+# scrape.
 METRICS = frozenset(
     {
         "retryd_tasks",
