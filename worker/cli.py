@@ -12,14 +12,27 @@ from collections.abc import Sequence
 
 from redis.exceptions import RedisClusterException, RedisError
 
-from store import ExistsError, NotFoundError, StaleVersionError, ValidationError
+from store import ExistsError, NotFoundError, StaleVersionError, StateError, ValidationError
 from worker.errors import ConfigError
 from worker.metrics import build_version
 
 __all__ = ["main"]
 
 # The subcommand modules, in the order `retryd --help` lists them.
-COMMANDS = ("run", "metrics", "web", "put", "get", "ls", "count", "retry", "check", "migrate")
+COMMANDS = (
+    "run",
+    "metrics",
+    "web",
+    "put",
+    "get",
+    "ls",
+    "count",
+    "retry",
+    "cancel",
+    "delete",
+    "check",
+    "migrate",
+)
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -39,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
-    except (ConfigError, ValidationError, ExistsError) as error:
+    except (ConfigError, ValidationError, ExistsError, StateError) as error:
         print(f"retryd: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (NotFoundError, StaleVersionError) as error:

@@ -56,7 +56,7 @@ def test_ls_pages_by_cursor_without_gaps_or_repeats(
     assert table.code == 0
     lines = table.out.splitlines()
     assert lines[0].split() == [
-        "ID", "TASK_ID", "TYPE", "ATTEMPTS", "NEXT_ATTEMPT_AT", "REFERENCE", "DATA"
+        "ID", "TASK_ID", "TYPE", "ATTEMPTS", "NEXT_ATTEMPT_AT", "REFERENCE", "DATA", "LAST_ERROR"
     ]  # fmt: skip
     assert [line.split()[1] for line in lines[1:3]] == ["t0", "t1"]
     assert lines[3] == f"more: --cursor {cursors[0]}"

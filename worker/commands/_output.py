@@ -14,12 +14,14 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from store import Record
+from store import Failure, Record
 
 __all__ = [
     "add_json_argument",
     "data_preview",
     "error",
+    "failure_json",
+    "failure_text",
     "iso",
     "print_json",
     "print_record",
@@ -65,6 +67,28 @@ def record_json(record: Record) -> dict[str, Any]:
         "id": record.id,
         "version": record.version,
     }
+
+
+def failure_json(failure: Failure | None) -> dict[str, Any] | None:
+    """A task's last failure as a JSON-ready object (None when it never failed)."""
+    if failure is None:
+        return None
+    return {
+        "kind": failure.kind,
+        "message": failure.message,
+        "at": iso(failure.at),
+        "failed_attempts": failure.failed_attempts,
+    }
+
+
+def failure_text(failure: Failure | None, limit: int | None = None) -> str | None:
+    """'Kind: message', cut to limit characters when given."""
+    if failure is None:
+        return None
+    text = f"{failure.kind}: {failure.message}" if failure.message else failure.kind
+    if limit is not None and len(text) > limit:
+        return text[: limit - 1] + "…"
+    return text
 
 
 def print_json(value: Any, out: TextIO | None = None) -> None:
@@ -123,9 +147,27 @@ def _cell(value: object) -> str:
     return "-" if value is None else str(value)
 
 
-def print_record(record: Record, *, as_json: bool) -> None:
-    """One record on stdout: a JSON object, or one aligned line per field."""
+def print_record(
+    record: Record, *, as_json: bool, last_error: Failure | None = None, with_error: bool = False
+) -> None:
+    """One record on stdout: a JSON object, or one aligned line per field; with_error, its
+    last failure too (`last_error`, null or an object)."""
     if as_json:
-        print_json(record_json(record))
-    else:
-        print("\n".join(record_lines(record)))
+        shown = record_json(record)
+        if with_error:
+            shown["last_error"] = failure_json(last_error)
+        print_json(shown)
+        return
+    lines = record_lines(record)
+    if with_error:
+        lines += _failure_lines(last_error)
+    print("\n".join(lines))
+
+
+def _failure_lines(failure: Failure | None) -> list[str]:
+    if failure is None:
+        return ["last_error:      -"]
+    return [
+        f"last_error:      {failure_text(failure)}",
+        f"last_error_at:   {iso(failure.at)} (failed_attempts {failure.failed_attempts})",
+    ]

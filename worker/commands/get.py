@@ -1,4 +1,5 @@
-"""`retryd get TASK_ID`: print one task record (exit 1 if there is no such task)."""
+"""`retryd get TASK_ID`: print one task record and its last failure (exit 1 if there is no such
+task)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 from typing import Any
 
 from store import RedisStore
+from worker.admin import Admin
 from worker.commands._common import add_config_argument
 from worker.commands._output import add_json_argument, print_record
 from worker.commands._session import with_store
@@ -26,8 +28,10 @@ def add_parser(commands: Any) -> None:
 
 def main(args: argparse.Namespace) -> int:
     async def show(config: Config, store: RedisStore) -> int:
-        record = await store.get_by_task_id(args.task_id)
-        print_record(record, as_json=args.json)
+        details = await Admin(store).task(args.task_id)
+        print_record(
+            details.record, as_json=args.json, last_error=details.last_error, with_error=True
+        )
         return 0
 
     return with_store(args, show)

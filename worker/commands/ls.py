@@ -2,21 +2,24 @@
 
 Pages are by id, not by time: `--cursor` takes the id the previous page printed last, so paging
 never skips or repeats a task however the schedule moves. Without --ready every task of the
-state is listed (due or not); with it, only those due now.
+state is listed (due or not); with it, only those due now. Each page is a bounded amount of
+Redis work, however many tasks the state holds (see worker/admin.py and docs/store.md).
 """
 
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from store import NotFoundError, Ordering, Record, RedisStore, State
+from store import RedisStore, State, TaskDetails
+from worker.admin import Admin, Page
 from worker.commands._common import add_config_argument
 from worker.commands._output import (
     add_json_argument,
     data_preview,
     error,
+    failure_json,
+    failure_text,
     iso,
     print_json,
     record_json,
@@ -31,9 +34,7 @@ STATES = {str(s): s for s in (State.PENDING, State.CONFIRMED, State.FAILED)}
 DEFAULT_LIMIT = 50
 # The work still to do: what a newcomer who just put a task wants to see first.
 DEFAULT_STATE = "pending"
-# The latest instant a store can hold (2**53 microseconds after the epoch, year 2255): as_of for
-# "every task, due or not".
-END_OF_TIME = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=2**53)
+ERROR_PREVIEW_CHARS = 60  # of a task's last failure in the table; `get` shows all of it
 EXIT_BAD_INPUT = 2
 
 
@@ -68,41 +69,42 @@ def main(args: argparse.Namespace) -> int:
         return error(f"--limit must be at least 1, got {args.limit}", EXIT_BAD_INPUT)
 
     async def page(config: Config, store: RedisStore) -> int:
-        as_of = datetime.now(UTC) if args.ready else END_OF_TIME
-        direction = Ordering.DESC if args.desc else Ordering.ASC
-        try:
-            records = await store.get_all_ready_by_state(
-                state, as_of, args.cursor, args.limit, direction
-            )
-        except NotFoundError:
-            records = []  # an empty page is an answer, not a failure
-        next_cursor = records[-1].id if len(records) == args.limit else None
+        found = await Admin(store).page(
+            state, ready_only=args.ready, cursor=args.cursor, limit=args.limit, descending=args.desc
+        )
         if args.json:
-            print_json({"tasks": [record_json(r) for r in records], "next_cursor": next_cursor})
+            tasks = [
+                record_json(t.record) | {"last_error": failure_json(t.last_error)}
+                for t in found.tasks
+            ]
+            print_json({"tasks": tasks, "next_cursor": found.next_cursor})
         else:
-            _print_page(records, next_cursor, args)
+            _print_page(found, args)
         return 0
 
     return with_store(args, page)
 
 
-def _print_page(records: list[Record], next_cursor: int | None, args: argparse.Namespace) -> None:
-    if not records:
+def _print_page(page: Page, args: argparse.Namespace) -> None:
+    if not page.tasks:
         print(f"no {args.state.lower()} tasks{' due now' if args.ready else ''}")
         return
     headers = ("ID", "TASK_ID", "TYPE", "ATTEMPTS", "NEXT_ATTEMPT_AT", "REFERENCE", "DATA")
-    rows = [
-        (
-            r.id,
-            r.task_id,
-            r.type,
-            r.failed_attempts,
-            iso(r.next_attempt_at),
-            r.reference_id,
-            data_preview(r.data),
-        )
-        for r in records
-    ]
-    print(table(headers, rows))
-    if next_cursor is not None:
-        print(f"more: --cursor {next_cursor}")
+    rows = [_row(task) for task in page.tasks]
+    print(table((*headers, "LAST_ERROR"), rows))
+    if page.next_cursor is not None:
+        print(f"more: --cursor {page.next_cursor}")
+
+
+def _row(task: TaskDetails) -> tuple[object, ...]:
+    r = task.record
+    return (
+        r.id,
+        r.task_id,
+        r.type,
+        r.failed_attempts,
+        iso(r.next_attempt_at),
+        r.reference_id,
+        data_preview(r.data),
+        failure_text(task.last_error, limit=ERROR_PREVIEW_CHARS),
+    )

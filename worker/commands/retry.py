@@ -1,7 +1,10 @@
-"""`retryd retry TASK_ID`: send a FAILED task back to PENDING, due now, its failures reset to 0.
+"""`retryd retry TASK_ID...` / `retryd retry --all [--type N]`: FAILED tasks back to PENDING.
 
-The change is fenced by the version just read: if a worker or another operator changed the task
-in between, nothing is written and the command exits 1 (read it again and decide).
+A retried task is due now by the Redis server's clock, its failures reset to 0 (its last failure
+is kept, to show why it had failed). With task ids it is all or none: an unknown id exits 1, a
+task that is not FAILED exits 2 (retrying a PENDING task would reset its attempts, a CONFIRMED
+one would run twice), and nothing is written; each retried task is printed. With --all every
+FAILED task (of type N only, with --type) is retried in batches of 1,000 and the count printed.
 """
 
 from __future__ import annotations
@@ -9,9 +12,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from store import Change, RedisStore, StaleVersionError, State
+from store import RedisStore
+from worker.admin import Admin
 from worker.commands._common import add_config_argument
-from worker.commands._output import add_json_argument, error, print_record
+from worker.commands._output import add_json_argument, error, print_json, print_record
 from worker.commands._session import with_store
 from worker.config import Config
 
@@ -22,33 +26,35 @@ EXIT_BAD_INPUT = 2
 
 def add_parser(commands: Any) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
-        "retry", help="send a failed task back to pending", description=__doc__
+        "retry", help="send failed tasks back to pending", description=__doc__
     )
-    parser.add_argument("task_id", metavar="TASK_ID")
+    parser.add_argument("task_ids", nargs="*", metavar="TASK_ID")
+    parser.add_argument("--all", action="store_true", help="every failed task")
+    parser.add_argument("--type", type=int, metavar="N", help="with --all: only tasks of type N")
     add_config_argument(parser)
     add_json_argument(parser)
     parser.set_defaults(handler=main)
 
 
 def main(args: argparse.Namespace) -> int:
+    if bool(args.task_ids) == args.all:
+        return error("give task ids, or --all (not both)", EXIT_BAD_INPUT)
+    if args.type is not None and not args.all:
+        return error("--type goes with --all", EXIT_BAD_INPUT)
+
     async def retry(config: Config, store: RedisStore) -> int:
-        record = await store.get_by_task_id(args.task_id)
-        if record.state is not State.FAILED:
-            # Not a conflict but a request that does not apply: retrying a pending task would
-            # reset its attempts, a confirmed one would run it twice.
-            return error(
-                f"task {record.task_id!r} is {record.state}, not failed: only a failed task "
-                "can be retried",
-                EXIT_BAD_INPUT,
-            )
-        # settle: due by the server's clock, version-fenced, wakes idle workers.
-        [applied] = await store.settle([Change(record, State.PENDING, 0, 0.0)])
-        if not applied:
-            raise StaleVersionError(
-                f"task {record.task_id!r} changed while being retried; nothing was written"
-            )
-        settled = await store.get_by_task_id(record.task_id)
-        print_record(settled, as_json=args.json)
+        admin = Admin(store)
+        if args.all:
+            count = await admin.retry_all(args.type)
+            if args.json:
+                print_json({"retried": count})
+            else:
+                print(f"retried {count} failed task{'s' if count != 1 else ''}")
+            return 0
+        await admin.retry(args.task_ids)
+        for task_id in dict.fromkeys(args.task_ids):
+            details = await admin.task(task_id)
+            print_record(details.record, as_json=args.json)
         return 0
 
     return with_store(args, retry)
