@@ -1,9 +1,10 @@
 """The handlers `retryd run` imports for bench/retryd_alone.py ([handlers] modules).
 
-Three bodies, one per task type: nothing at all (the worker's own cost per task), 10 ms of
-simulated I/O (how concurrency scales), and one RPUSH of the instant the handler started (the
-start delay of a single task put due now). Completion of the first two is read from the store's
-CONFIRMED count, so their bodies make no Redis call.
+Four bodies, one per task type: nothing at all (the worker's own cost per task), 10 ms of
+simulated I/O (how concurrency scales), one RPUSH of the instant the handler started (the
+start delay of a single task put due now), and a plain function that computes for about 2 ms
+holding the GIL (how worker processes scale). Completion of all but the third is read from the
+store's CONFIRMED count, so their bodies make no Redis call.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from bench.peers import _common
 from store import Record
 from worker import handler
 
-__all__ = ["NOOP_TYPE", "SLEEP_SECONDS", "SLEEP_TYPE", "STAMP_KEY", "STAMP_TYPE"]
+__all__ = ["CPU_TYPE", "NOOP_TYPE", "SLEEP_SECONDS", "SLEEP_TYPE", "STAMP_KEY", "STAMP_TYPE"]
 
-NOOP_TYPE, SLEEP_TYPE, STAMP_TYPE = 1, 2, 3
+NOOP_TYPE, SLEEP_TYPE, STAMP_TYPE, CPU_TYPE = 1, 2, 3, 4
+CPU_ITERATIONS = 60_000  # about 2 ms of pure Python on the development machine
 SLEEP_SECONDS = 0.01
 STAMP_KEY = "alone:started"
 _client: Redis | None = None
@@ -44,3 +46,11 @@ async def stamp(record: Record) -> None:
     if _client is None:
         _client = Redis.from_url(_common.redis_url())
     await _client.rpush(STAMP_KEY, f"{record.task_id} {started!r}")
+
+
+@handler(type=CPU_TYPE)
+def compute(record: Record) -> None:
+    """Compute for about 2 ms in pure Python: a thread pool cannot spread this over cores."""
+    total = 0
+    for i in range(CPU_ITERATIONS):
+        total += i * i

@@ -13,7 +13,9 @@ Starts its own redis-server on a free loopback port (bench/_processes.py), and m
   asyncio.sleep(0.01);
 - the start delay of a single task put due now on an idle `retryd run` worker;
 - end-to-end tasks/s for a handler that does nothing: `retryd run` while the producer puts
-  (the peer benchmark's method), and an in-process Worker burst draining pre-loaded tasks.
+  (the peer benchmark's method), and an in-process Worker burst draining pre-loaded tasks;
+- end-to-end tasks/s of `retryd run --processes 1` and `--processes 2` for a plain `def` handler
+  that computes for ~2 ms holding the GIL (how worker processes scale over cores).
 
 Every worker is a real `retryd run` subprocess (bench/jobs_alone.py holds its handlers) except
 the one labelled in-process. Prints a markdown table; --json writes the figures too.
@@ -219,8 +221,10 @@ async def claim_throughput(bench: Bench) -> None:
 
 
 @contextmanager
-def _worker(bench: Bench, namespace: str, concurrency: int, batch: int) -> Iterator[Any]:
-    """A `retryd run` process on namespace, stopped by its pid on the way out."""
+def _worker(
+    bench: Bench, namespace: str, concurrency: int, batch: int, processes: int = 1
+) -> Iterator[Any]:
+    """A `retryd run` process on namespace (a supervisor of several), stopped by its pid."""
     exe = retryd_executable()
     if exe is None:
         raise RuntimeError("no `retryd` executable beside the interpreter or on PATH")
@@ -230,7 +234,8 @@ def _worker(bench: Bench, namespace: str, concurrency: int, batch: int) -> Itera
     )
     env = {**os.environ, _common.URL_ENV: bench.url, "PYTHONPATH": str(_REPO_ROOT)}
     log = bench.workdir / f"{namespace}.log"
-    with _processes.started([exe, "run", "--config", str(config)], log, env) as proc:
+    argv = [exe, "run", "--config", str(config), "--processes", str(processes)]
+    with _processes.started(argv, log, env) as proc:
         yield proc
 
 
@@ -430,6 +435,46 @@ async def noop_in_process(bench: Bench) -> None:
 
 # --- the command -----------------------------------------------------------------------------
 
+
+async def _cpu_rate(bench: Bench, processes: int, n: int) -> float:
+    """Tasks/s of `retryd run --processes N` on n CPU-bound plain tasks put while it runs."""
+    namespace = f"cpu-{processes}-{bench.next_id}"
+    settings = _NOOP_SETTINGS
+    async with RedisStore.from_url(bench.url, namespace=namespace) as store:
+        with _worker(bench, namespace, settings["concurrency"], settings["batch"], processes) as p:
+            warm = await _warm_up(bench, store, p)
+            start = time.perf_counter()
+            await _put(store, bench.records(jobs_alone.CPU_TYPE, n))
+            end = await wait_until_count(_confirmed(store), n + warm, p)
+    return n / (end - start)
+
+
+async def process_scaling(bench: Bench) -> None:
+    """1 and 2 worker processes on a CPU-bound plain handler, runs interleaved."""
+    n = max(bench.args.due // 4, 1000)
+    rates: dict[int, list[float]] = {1: [], 2: []}
+    for run in range(bench.args.runs):
+        for processes in (1, 2) if run % 2 == 0 else (2, 1):
+            rate = await _cpu_rate(bench, processes, n)
+            rates[processes].append(rate)
+            print(f"  {processes} process(es), run {run + 1}: {rate:,.0f}/s", file=sys.stderr)
+    one, two = statistics.median(rates[1]), statistics.median(rates[2])
+    bench.figures["processes"] = {"rates": rates, "median_1": one, "median_2": two}
+    for processes, median in ((1, one), (2, two)):
+        bench.rows.append(
+            Row(
+                f"`retryd run --processes {processes}`, {n:,} plain-def tasks computing ~2 ms",
+                f"{median:,.0f} tasks/s (runs: "
+                + ", ".join(f"{r:,.0f}" for r in rates[processes])
+                + ")",
+                "",
+            )
+        )
+    bench.rows.append(
+        Row("speed-up, 2 processes over 1", f"{two / one:.2f}x", "~2x on 2 free cores")
+    )
+
+
 _STEPS: dict[str, Callable[[Bench], Awaitable[None]]] = {
     "claim": claim_throughput,
     "idle": idle_cpu,
@@ -437,6 +482,7 @@ _STEPS: dict[str, Callable[[Bench], Awaitable[None]]] = {
     "delay": start_delay,
     "noop": noop_end_to_end,
     "burst": noop_in_process,
+    "processes": process_scaling,
 }
 
 

@@ -20,6 +20,8 @@ from worker.errors import ConfigError
 __all__ = ["Config", "RetentionSettings", "TypeSettings", "check_delays", "load_config"]
 
 ENV_PREFIX = "RETRYD_"
+# More worker processes than this on one machine is a typo, not a deployment: scale with hosts.
+MAX_PROCESSES = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +41,8 @@ class WorkerSettings:
     shutdown_grace: float = 25.0
     # Idle workers are woken by a publish when tasks are put; this is only the fallback.
     poll_interval: float = 1.0
+    # More than 1: a supervisor runs this many worker processes (worker/supervisor.py).
+    processes: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +176,10 @@ class Config:
         _positive("worker.lease", self.worker.lease)
         _at_least("worker.shutdown_grace", self.worker.shutdown_grace, 0)
         _positive("worker.poll_interval", self.worker.poll_interval)
+        if not 1 <= self.worker.processes <= MAX_PROCESSES:
+            raise ConfigError(
+                f"worker.processes: must be in 1..{MAX_PROCESSES}, got {self.worker.processes}"
+            )
         _check_retry("retry", dataclasses.asdict(self.retry))
         check_delays("retry", self.retry)
         for task_type, overrides in self.types.items():

@@ -15,6 +15,7 @@ import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge
@@ -24,10 +25,10 @@ from prometheus_client.registry import Collector
 
 from store import RedisStore, Stats, StoreError
 from worker.config import MetricsSettings
-from worker.loop import TRANSIENT, Worker
-from worker.metrics import WorkerMetrics, build_version, unhandled_ready
+from worker.loop import TRANSIENT
+from worker.metrics import build_version, unhandled_ready
 
-__all__ = ["start_observability_server"]
+__all__ = ["Exposed", "Ticking", "start_observability_server"]
 
 log = structlog.get_logger("retryd.http")
 
@@ -60,6 +61,29 @@ _REASONS = {
 _JSON = "application/json"
 
 
+class Exposed(Protocol):
+    """What /metrics renders: a Worker's metrics, or a supervisor's view of all its processes."""
+
+    @property
+    def registry(self) -> Collector: ...
+
+    @property
+    def redis_errors(self) -> Counter: ...
+
+
+class Ticking(Protocol):
+    """What /healthz watches: a Worker, or a supervisor (its least recent process's tick)."""
+
+    @property
+    def last_tick(self) -> float: ...
+
+    @property
+    def poll_interval(self) -> float: ...
+
+    @property
+    def handled_types(self) -> frozenset[int]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class _Response:
     status: int
@@ -72,8 +96,8 @@ async def start_observability_server(
     settings: MetricsSettings,
     *,
     store: RedisStore,
-    metrics: WorkerMetrics | None,
-    worker: Worker | None,
+    metrics: Exposed | None,
+    worker: Ticking | None,
     min_stall_seconds: float = MIN_STALL_SECONDS,
 ) -> asyncio.Server:
     """Listen on settings.host:port (port 0: an ephemeral port, read from server.sockets).
@@ -220,8 +244,8 @@ class _Site:
     def __init__(
         self,
         store: RedisStore,
-        metrics: WorkerMetrics | None,
-        worker: Worker | None,
+        metrics: Exposed | None,
+        worker: Ticking | None,
         min_stall_seconds: float,
     ) -> None:
         self._registry, errors = _registry_of(metrics)
@@ -300,7 +324,7 @@ class _Site:
         return _status(200)
 
 
-def _registry_of(metrics: WorkerMetrics | None) -> tuple[CollectorRegistry, Counter]:
+def _registry_of(metrics: Exposed | None) -> tuple[Collector, Counter]:
     """The registry /metrics renders and the counter of failed Redis calls in it.
 
     Without a worker (`retryd metrics`) a registry of its own holds just the error counter and

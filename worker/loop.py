@@ -39,6 +39,7 @@ log = structlog.get_logger("retryd.worker")
 TRANSIENT = (RedisError, RedisClusterException, OSError, NotReplicatedError)
 _SETTLE_BATCH = 1000
 _MIN_FLUSH_SECONDS = 5.0
+_HELPERS_STOP_SECONDS = 1.0
 
 
 @dataclass(slots=True)
@@ -134,7 +135,9 @@ class Worker:
         finally:
             for helper in helpers:
                 helper.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
+            # Bounded: redis-py's blocking pub/sub read can swallow a cancellation that lands
+            # right after it subscribed, and would then hold the exit forever.
+            await asyncio.wait(helpers, timeout=_HELPERS_STOP_SECONDS)
             self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def _claim_until_stopped(self, burst: bool) -> None:

@@ -58,7 +58,14 @@ class WorkerMetrics:
             buckets=_BUCKETS,
             registry=self.registry,
         )
-        self.inflight = Gauge("retryd_inflight", "Handlers running now.", registry=self.registry)
+        # The multiprocess modes matter only under a supervisor (worker/supervisor.py), where each
+        # process writes its series to a shared directory: in flight adds up over the live ones.
+        self.inflight = Gauge(
+            "retryd_inflight",
+            "Handlers running now.",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
         pruned = Counter(
             "retryd_tasks_pruned",
             "Finished tasks this worker deleted past their retention, by state.",
@@ -69,18 +76,28 @@ class WorkerMetrics:
         self.redis_errors = Counter(
             "retryd_redis_errors", "Failed Redis calls.", registry=self.registry
         )
-        Gauge("retryd_build_info", "retryd's version.", ["version"], registry=self.registry).labels(
-            version=build_version()
-        ).set(1)
+        Gauge(
+            "retryd_build_info",
+            "retryd's version.",
+            ["version"],
+            registry=self.registry,
+            multiprocess_mode="max",
+        ).labels(version=build_version()).set(1)
         self._runs = {
             (t, o): runs.labels(type=str(t), outcome=o.value) for t in types for o in Outcome
         }
         self._duration = {t: duration.labels(type=str(t)) for t in types}
         self._start_delay = {t: start_delay.labels(type=str(t)) for t in types}
+        self._count_inflight: Callable[[], int] = lambda: 0
 
     def count_inflight(self, count: Callable[[], int]) -> None:
         """Read the number of running handlers when scraped, not on every start and end."""
+        self._count_inflight = count
         self.inflight.set_function(count)
+
+    def publish_inflight(self) -> None:
+        """Write the count now: a supervised process's gauge is read from its file, not called."""
+        self.inflight.set(self._count_inflight())
 
     def task_started(self, task_type: int, start_delay_seconds: float) -> None:
         self._start_delay[task_type].observe(max(start_delay_seconds, 0.0))

@@ -25,6 +25,7 @@ batch = 11
 lease = 12.5
 shutdown_grace = 3.5
 poll_interval = 0.25
+processes = 3
 
 [retry]
 max_attempts = 4
@@ -66,7 +67,7 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_every_key_is_read_from_the_file(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, FULL), {})
     assert (config.redis.url, config.redis.namespace) == ("redis://127.0.0.1:6390/3", "orders")
-    assert dataclasses.astuple(config.worker) == (7, 11, 12.5, 3.5, 0.25)
+    assert dataclasses.astuple(config.worker) == (7, 11, 12.5, 3.5, 0.25, 3)
     assert config.retry == RetrySettings(4, 0.5, 90.0, 8.0)
     assert config.types == {7: TypeSettings(2, 3.0, 30.0, 1.5)}
     assert config.handlers.modules == ("handlers.examples", "tests.worker.handlers_e2e")
@@ -95,6 +96,7 @@ ENV: dict[str, tuple[str, Callable[[Config], Any]]] = {
     "RETRYD_WORKER_LEASE": ("45.5", lambda c: c.worker.lease),
     "RETRYD_WORKER_SHUTDOWN_GRACE": ("9", lambda c: c.worker.shutdown_grace),
     "RETRYD_WORKER_POLL_INTERVAL": ("0.5", lambda c: c.worker.poll_interval),
+    "RETRYD_WORKER_PROCESSES": ("4", lambda c: c.worker.processes),
     "RETRYD_RETRY_MAX_ATTEMPTS": ("6", lambda c: c.retry.max_attempts),
     "RETRYD_RETRY_INITIAL_DELAY": ("0.1", lambda c: c.retry.initial_delay),
     "RETRYD_RETRY_MAX_DELAY": ("120", lambda c: c.retry.max_delay),
@@ -117,6 +119,7 @@ ENV_EXPECTED: dict[str, Any] = {
     "RETRYD_WORKER_LEASE": 45.5,
     "RETRYD_WORKER_SHUTDOWN_GRACE": 9.0,
     "RETRYD_WORKER_POLL_INTERVAL": 0.5,
+    "RETRYD_WORKER_PROCESSES": 4,
     "RETRYD_RETRY_MAX_ATTEMPTS": 6,
     "RETRYD_RETRY_INITIAL_DELAY": 0.1,
     "RETRYD_RETRY_MAX_DELAY": 120.0,

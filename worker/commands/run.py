@@ -1,14 +1,20 @@
-"""`retryd run`: the daemon. Claims and runs tasks until SIGTERM or SIGINT."""
+"""`retryd run`: the daemon. Claims and runs tasks until SIGTERM or SIGINT.
+
+With `--processes N` (or [worker] processes) above 1 it runs a supervisor instead, which starts
+N copies of this command as children (worker/supervisor.py).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -21,6 +27,13 @@ from worker.logs import configure_logging, secrets_of_url
 from worker.loop import TRANSIENT, Worker
 from worker.metrics import unhandled_ready
 from worker.registry import default_registry, import_handler_modules
+from worker.supervisor import (
+    SUPERVISED_OPTION,
+    Supervisor,
+    child_environment,
+    report_to_supervisor,
+    runtime_directory,
+)
 
 __all__ = ["add_parser"]
 
@@ -35,11 +48,24 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--burst", action="store_true", help="exit once nothing is due and nothing runs"
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        metavar="N",
+        help="worker processes, under one supervisor (default: [worker] processes, 1)",
+    )
+    # Given by the supervisor to its children: where they report (worker/supervisor.py).
+    parser.add_argument(SUPERVISED_OPTION, type=Path, help=argparse.SUPPRESS)
     parser.set_defaults(handler=main)
 
 
 def main(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    if args.processes is not None:
+        config = dataclasses.replace(
+            config, worker=dataclasses.replace(config.worker, processes=args.processes)
+        )
+        config.check()
     configure_logging(config.log, secrets_of_url(config.redis.url))
     import_handler_modules(config.handlers.modules)
     embedded: EmbeddedServer | None = None
@@ -51,12 +77,65 @@ def main(args: argparse.Namespace) -> int:
         url = embedded.start()
         log.info("embedded server started", data_dir=str(embedded.data_dir), url=url)
     try:
-        asyncio.run(_serve(config, url, burst=args.burst))
+        if config.worker.processes > 1:
+            given_url = None if embedded is None else url
+            return asyncio.run(_supervise(config, url, args, given_url))
+        asyncio.run(_serve(config, url, burst=args.burst, supervised_by=args.supervised_by))
     finally:
         if embedded is not None:
             embedded.stop()
     _leave_stuck_threads()
     return 0
+
+
+def _child_argv(args: argparse.Namespace) -> list[str]:
+    """This command again, as one worker process: the same config file, the same mode.
+
+    -P: no working directory in front of sys.path; the CLI puts it after the installed packages,
+    as it does for `retryd run` itself.
+    """
+    argv = [sys.executable, "-P", "-m", "worker.cli", "run", "--processes", "1"]
+    if args.config is not None:
+        argv += ["--config", str(Path(args.config).resolve())]
+    return [*argv, "--burst"] if args.burst else argv
+
+
+async def _supervise(
+    config: Config, url: str, args: argparse.Namespace, given_url: str | None
+) -> int:
+    with runtime_directory() as directory:
+        supervisor = Supervisor(
+            _child_argv(args),
+            child_environment(directory, given_url),
+            directory,
+            processes=config.worker.processes,
+            poll_interval=config.worker.poll_interval,
+            handled_types=frozenset(default_registry.types()),
+            burst=args.burst,
+        )
+        _forward_signals(supervisor)
+        store = open_store(config, url)
+        http = await _start_http(config, store, supervisor)
+        log.info("supervisor started", processes=config.worker.processes)
+        try:
+            return await supervisor.run()
+        finally:
+            if http is not None:
+                http.close()
+            await store.aclose()
+            log.info("supervisor stopped")
+
+
+def _forward_signals(supervisor: Supervisor) -> None:
+    """Each SIGTERM/SIGINT goes to every child: the first drains them, a second ends them."""
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        log.info("stopping worker processes", signal=signal.Signals(signum).name)
+        supervisor.stop(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
 
 
 def _leave_stuck_threads() -> None:
@@ -77,10 +156,14 @@ def _leave_stuck_threads() -> None:
         os._exit(0)
 
 
-async def _serve(config: Config, url: str, *, burst: bool) -> None:
+async def _serve(config: Config, url: str, *, burst: bool, supervised_by: Path | None) -> None:
     store = open_store(config, url)
     worker = Worker(store, default_registry, config)
     _handle_signals(worker)
+    reporter = None
+    if supervised_by is not None:
+        structlog.contextvars.bind_contextvars(pid=os.getpid())
+        reporter = asyncio.create_task(report_to_supervisor(worker, supervised_by))
     await _warn_about_server(store)
     await _warn_about_unhandled(store, worker.handled_types)
     http = await _start_http(config, store, worker)
@@ -93,6 +176,8 @@ async def _serve(config: Config, url: str, *, burst: bool) -> None:
     try:
         await worker.run(burst=burst)
     finally:
+        if reporter is not None:
+            reporter.cancel()
         if http is not None:
             http.close()
         await store.aclose()
@@ -147,7 +232,9 @@ async def _warn_about_unhandled(store: RedisStore, handled: frozenset[int]) -> N
         )
 
 
-async def _start_http(config: Config, store: RedisStore, worker: Worker) -> asyncio.Server | None:
+async def _start_http(
+    config: Config, store: RedisStore, worker: Worker | Supervisor
+) -> asyncio.Server | None:
     if config.metrics.port == 0:
         return None
     from worker.http import start_observability_server

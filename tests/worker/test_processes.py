@@ -1,0 +1,190 @@
+"""`retryd run --processes N`: a supervisor and its worker processes, all real.
+
+Each test starts the supervisor as a user would (`python -m worker.cli run --processes 2`), on
+the session's Redis, and reads back from Redis which process ran what.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from store import Record, State, SyncRedisStore
+from tests.metrics.client import Samples, samples
+from tests.servers import free_port, wait_for
+from tests.worker.test_e2e import Retryd, runs
+
+pytestmark = pytest.mark.slow
+
+HANDLERS = "tests.worker.handlers_processes"
+
+
+@pytest.fixture
+def retryd(tmp_path: Path, redis_url: str, namespace: str) -> Iterator[Retryd]:
+    runner = Retryd(tmp_path, redis_url, namespace, {"handlers": {"modules": [HANDLERS]}})
+    yield runner
+    for process in runner.started:
+        for child in children(process.pid):
+            kill_quietly(child)
+    runner.stop_all()
+
+
+@pytest.fixture
+def tasks(redis_url: str, namespace: str) -> Iterator[SyncRedisStore]:
+    with SyncRedisStore.from_url(redis_url, namespace=namespace) as store:
+        yield store
+
+
+def children(pid: int) -> list[int]:
+    """The pids whose parent is pid, from /proc (the supervisor's worker processes)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def kill_quietly(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, error.read().decode()
+
+
+def scrape(port: int) -> Samples:
+    status, body = http_get(port, "/metrics")
+    assert status == 200, body
+    return samples(body)
+
+
+def start_supervisor(retryd: Retryd, port: int, *args: str) -> subprocess.Popen[bytes]:
+    sections = {"metrics": {"host": "127.0.0.1", "port": port}}
+    process = retryd.start("--processes", "2", *args, sections=sections)
+    wait_for(lambda: len(children(process.pid)) == 2, "two worker processes")
+    wait_for(lambda: http_get(port, "/healthz")[0] == 200, "/healthz to answer 200")
+    return process
+
+
+def put(tasks: SyncRedisStore, count: int, data: bytes = b"") -> list[str]:
+    ids = [f"task-{i:05d}" for i in range(count)]
+    for start in range(0, count, 200):
+        tasks.put_all(*(Record(task_id=t, type=1, data=data) for t in ids[start : start + 200]))
+    return ids
+
+
+def confirmed_runs(port: int) -> float:
+    key = ("retryd_task_runs_total", frozenset({("type", "1"), ("outcome", "confirmed")}))
+    return scrape(port).get(key, 0.0)
+
+
+def test_two_processes_share_the_work_and_one_metrics_endpoint_counts_all(
+    retryd: Retryd, tasks: SyncRedisStore
+) -> None:
+    port = free_port()
+    supervisor = start_supervisor(retryd, port)
+    workers = children(supervisor.pid)
+    ids = put(tasks, 1000)
+    wait_for(lambda: tasks.count_by_state(State.CONFIRMED) == 1000, "1000 confirmed", 30)
+    ran = runs(tasks.client, retryd.runs_key)
+    assert sorted(task_id for task_id, _ in ran) == ids  # each exactly once
+    assert {pid for _, pid in ran} == set(workers)  # both processes took a share
+    wait_for(lambda: confirmed_runs(port) == 1000, "/metrics to count all 1000 runs")
+    metrics = scrape(port)
+    assert metrics[("retryd_worker_processes", frozenset())] == 2
+    assert metrics[("retryd_tasks", frozenset({("state", "confirmed")}))] == 1000
+    assert metrics[("retryd_build_info", frozenset({("version", "0.1.0")}))] == 1
+    supervisor.send_signal(signal.SIGTERM)
+    assert supervisor.wait(timeout=15) == 0, retryd.stderr(supervisor)
+    assert not any(alive(pid) for pid in workers)
+
+
+def test_a_killed_process_is_replaced_and_its_tasks_still_run(
+    retryd: Retryd, tasks: SyncRedisStore
+) -> None:
+    port = free_port()
+    supervisor = start_supervisor(retryd, port)
+    victim, survivor = children(supervisor.pid)
+    os.kill(victim, signal.SIGKILL)
+    wait_for(
+        lambda: len(children(supervisor.pid)) == 2 and victim not in children(supervisor.pid),
+        "a replacement process",
+    )
+    assert survivor in children(supervisor.pid)
+    wait_for(lambda: http_get(port, "/healthz")[0] == 200, "/healthz 200 with the replacement")
+    assert scrape(port)[("retryd_worker_restarts_total", frozenset())] == 1
+    ids = put(tasks, 200)
+    wait_for(lambda: tasks.count_by_state(State.CONFIRMED) == 200, "200 confirmed", 30)
+    assert sorted(task_id for task_id, _ in runs(tasks.client, retryd.runs_key)) == ids
+    events = retryd.events(supervisor)
+    died = [e for e in events if e.get("event") == "worker process died; restarting"]
+    assert [(e["status"], e["delay"]) for e in died] == [(-signal.SIGKILL, 0.5)]
+
+
+def test_sigterm_drains_the_handlers_in_flight_in_every_process(
+    retryd: Retryd, tasks: SyncRedisStore
+) -> None:
+    port = free_port()
+    supervisor = start_supervisor(retryd, port)
+    workers = children(supervisor.pid)
+    ids = put(tasks, 16, data=b"1.5")  # 16 runs of 1.5 s fill the 2 x 8 slots at once
+    wait_for(lambda: len(runs(tasks.client, retryd.runs_key)) == 16, "all 16 handlers started")
+    supervisor.send_signal(signal.SIGTERM)
+    assert supervisor.wait(timeout=20) == 0, retryd.stderr(supervisor)
+    assert not any(alive(pid) for pid in workers)
+    records = [tasks.get_by_task_id(task_id) for task_id in ids]
+    assert [r.state for r in records] == [State.CONFIRMED] * 16  # finished, not cut short
+    assert len({pid for _, pid in runs(tasks.client, retryd.runs_key)}) == 2
+    assert collections.Counter(t for t, _ in runs(tasks.client, retryd.runs_key)) == dict.fromkeys(
+        ids, 1
+    )
+
+
+def test_worker_processes_stop_by_themselves_when_the_supervisor_is_killed(
+    retryd: Retryd, tasks: SyncRedisStore
+) -> None:
+    port = free_port()
+    supervisor = start_supervisor(retryd, port)
+    workers = children(supervisor.pid)
+    supervisor.kill()
+    supervisor.wait()
+    started = time.monotonic()
+    wait_for(lambda: not any(alive(pid) for pid in workers), "the orphaned workers to exit", 10)
+    assert time.monotonic() - started < 5
+
+
+def test_a_process_count_out_of_range_is_refused_before_anything_starts(retryd: Retryd) -> None:
+    process = retryd.start("--processes", "0")
+    assert process.wait(timeout=20) == 2
+    assert "worker.processes: must be in 1..256, got 0" in retryd.stderr(process)
