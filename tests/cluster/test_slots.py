@@ -37,6 +37,12 @@ CALLS: dict[ScriptName, Callable[[Commands], Call]] = {
     "settle": lambda c: c.settle([Change(stored(), State.CONFIRMED, 0)]),
     "extend": lambda c: c.extend([stored()], 30.0),
     "stats": lambda c: c.stats(),
+    "inspect": lambda c: c.inspect("t"),
+    "delete": lambda c: c.delete(["t", "u"]),
+    "cancel": lambda c: c.cancel(["t", "u"]),
+    "retry": lambda c: c.retry(["t", "u"]),
+    "retry_failed": lambda c: c.retry_failed(7, 10),
+    "prune": lambda c: c.prune(60.0, 60.0, 10),
 }
 
 

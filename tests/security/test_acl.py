@@ -14,7 +14,7 @@ import pytest
 import redis
 from redis.exceptions import NoPermissionError, ResponseError
 
-from store import Change, Record, RedisStore, State, SyncRedisStore
+from store import Change, NotFoundError, Record, RedisStore, State, SyncRedisStore
 from tests.servers import RedisServer, redis_server
 
 ADMIN_PASSWORD = "admin-pw"
@@ -27,8 +27,8 @@ NAMESPACE = "retryd"
 # the server's persistence and eviction settings without CONFIG.
 COMMANDS = (
     "+evalsha +eval +script|load +script|exists "
-    "+hget +hexists +hset +hmget +incrby +sadd +smembers "
-    "+zadd +zrem +zrange +zrangebyscore +zcard +zcount +time "
+    "+hget +hexists +hset +hdel +hmget +exists +incrby +sadd +smembers "
+    "+zadd +zrem +zrange +zrangebyscore +zrevrangebyscore +zcard +zcount +time "
     "+publish +subscribe +unsubscribe +ping +info +client|setinfo +client|setname"
 )
 
@@ -95,6 +95,27 @@ async def test_every_store_operation_works_as_the_limited_user(server: RedisServ
         admin.script_flush()  # the user reloads the scripts by itself (SCRIPT LOAD / EVAL)
     with SyncRedisStore.from_url(app_url(server), namespace=NAMESPACE) as sync:
         assert sync.count_by_state(State.CONFIRMED) == 1
+
+
+async def test_every_admin_operation_works_as_the_limited_user(server: RedisServer) -> None:
+    """Inspect, list, cancel, retry, retry every FAILED, prune and delete: the same rules."""
+    async with RedisStore.from_url(app_url(server), namespace=NAMESPACE) as store:
+        ids = ("c1", "c2", "c3")
+        await store.put_all(*(Record(task_id=i, type=2, data=b"x") for i in ids))
+        assert await store.cancel("c1", "c2") == 2
+        assert (await store.inspect("c1")).record.state is State.FAILED
+        far = datetime.now(UTC) + timedelta(hours=1)
+        listed = {t.record.task_id for t in await store.list_tasks(State.FAILED, far)}
+        assert {"c1", "c2"} <= listed
+        assert await store.retry("c1") == 1
+        assert await store.retry_failed(2) == 1
+        assert await store.cancel("c3") == 1
+        await asyncio.sleep(0.01)
+        pruned = await store.prune(confirmed_seconds=0, failed_seconds=0.001, limit=10)
+        assert pruned.failed >= 1  # c3, cancelled: finished at once
+        assert await store.delete("c1", "c2") == 2
+        with pytest.raises(NotFoundError):
+            await store.inspect("c3")
 
 
 @pytest.mark.parametrize(
