@@ -183,7 +183,15 @@ class _AsyncMasterFollowingPool(redis.asyncio.sentinel.SentinelConnectionPool):
                 await self.get_master_address()  # type: ignore[no-untyped-call]
         connection = await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
         if _left_behind(connection, self.master_address):
-            await connection.disconnect()  # reconnects to the new master on first use
+            # Reconnect here, through the Sentinel: a connection merely closed reconnects on
+            # first use to the host it last knew (redis-py's send_packed_command skips the
+            # Sentinel lookup), so after a failover it went straight back to the old master.
+            try:
+                await connection.disconnect()
+                await connection.connect()
+            except BaseException:
+                await self.release(connection)
+                raise
         return connection
 
 
@@ -200,7 +208,12 @@ class _SyncMasterFollowingPool(redis.sentinel.SentinelConnectionPool):
                 self.get_master_address()  # type: ignore[no-untyped-call]
         connection = super().get_connection(*args, **kwargs)
         if _left_behind(connection, self.master_address):
-            connection.disconnect()  # type: ignore[no-untyped-call]
+            try:  # through the Sentinel, as in _AsyncMasterFollowingPool.get_connection
+                connection.disconnect()  # type: ignore[no-untyped-call]
+                connection.connect()  # type: ignore[no-untyped-call]
+            except BaseException:
+                self.release(connection)
+                raise
         return connection
 
 

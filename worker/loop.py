@@ -40,6 +40,8 @@ TRANSIENT = (RedisError, RedisClusterException, OSError, NotReplicatedError)
 _SETTLE_BATCH = 1000
 _MIN_FLUSH_SECONDS = 5.0
 _HELPERS_STOP_SECONDS = 1.0
+# WAIT itself already waited a second (store REPLICA_ACK_TIMEOUT_MS) before the error.
+_NOT_REPLICATED_RETRY_SECONDS = 0.1
 
 
 @dataclass(slots=True)
@@ -50,6 +52,7 @@ class _Running:
     task: asyncio.Task[None] | None = None
     deadline: asyncio.TimerHandle | None = None
     timed_out: bool = False
+    lease_lost: bool = False  # logged once, not at every extension
 
 
 @dataclass(slots=True)
@@ -88,6 +91,9 @@ class Worker:
         self._written = asyncio.Event()
         self._stopping = asyncio.Event()
         self._releasing = False
+        # Why outcomes cannot be written now (None while they can): the claimer claims nothing
+        # meanwhile, since every run would end in an outcome that waits in memory too.
+        self._writer_stalled: str | None = None
         # Threads of plain handlers abandoned past their timeout: a thread cannot be stopped,
         # so each holds its pool slot until it returns and no task may be claimed for it.
         self._stuck_threads = 0
@@ -144,7 +150,7 @@ class Worker:
         while not self._stopping.is_set():
             self.last_tick = time.monotonic()
             free = self._settings.concurrency - len(self._running) - self._stuck_threads
-            if free <= 0:
+            if free <= 0 or self._writer_stalled is not None:
                 # Cleared here, not only before claiming: a nudge left set would make every
                 # wait return at once without yielding, and the handlers could never finish.
                 self._nudge.clear()
@@ -287,14 +293,24 @@ class Worker:
             self._written.set()
 
     async def _settle(self, batch: list[_Pending]) -> None:
-        """Write one batch of outcomes, retrying through outages: outcomes are never dropped."""
+        """Write one batch of outcomes, retrying through outages: outcomes are never dropped.
+
+        A batch sent again after a failure is answered as done where it was already applied, so
+        a retry never turns a written outcome into a conflict."""
         while True:
             try:
                 results = await self._store.settle([p.change for p in batch])
                 break
+            except NotReplicatedError as error:
+                # The master took the batch but no replica confirmed it (after a failover the
+                # new master has none for seconds): not an outage, and claims still succeed.
+                self._stall_writer(error)
+                await asyncio.sleep(_NOT_REPLICATED_RETRY_SECONDS)
             except TRANSIENT as error:
+                self._stall_writer(error)
                 await asyncio.sleep(self._outage.failed(error))
         self._outage.recovered()
+        self._unstall_writer()
         counts: collections.Counter[tuple[int, Outcome]] = collections.Counter()
         for pending, result in zip(batch, results, strict=True):
             record = pending.change.record
@@ -308,13 +324,29 @@ class Worker:
                 counts[(record.type, pending.outcome)] += 1
         self.metrics.outcomes(counts)
 
+    def _stall_writer(self, error: BaseException) -> None:
+        if self._writer_stalled is None:
+            self._writer_stalled = f"{type(error).__name__}: {error}"
+            log.warning(
+                "outcomes cannot be written; claiming paused until they are",
+                error=self._writer_stalled,
+                unwritten=self._unwritten,
+            )
+
+    def _unstall_writer(self) -> None:
+        if self._writer_stalled is not None:
+            self._writer_stalled = None
+            log.warning("outcomes written again; claiming resumed")
+            self._nudge.set()
+
     async def _keep_leases(self) -> None:
         interval = self._settings.lease / 3
         while True:
             await asyncio.sleep(interval)
             # Outcomes not yet written hold their leases too: through an outage longer than a
             # lease, another worker would otherwise run a task whose run already ended.
-            records = [r.claimed.record for r in self._running.values()]
+            running = list(self._running.values())
+            records = [r.claimed.record for r in running]
             records += [p.change.record for p in (*self._settling, *self._pending)]
             if not records:
                 continue
@@ -324,9 +356,14 @@ class Worker:
                 self._outage.failed(error)
                 continue
             self._outage.recovered()
-            for record, ok in zip(records, held, strict=True):
-                if not ok:
-                    _task_log(record).warning("lease lost; the outcome of this run will be refused")
+            # Only a running handler's lost lease is news: an outcome waiting to be written may
+            # already be applied (its version moved), and its settle answer tells the truth.
+            for run, ok in zip(running, held, strict=False):
+                if not ok and not run.lease_lost:
+                    run.lease_lost = True
+                    _task_log(run.claimed.record).warning(
+                        "lease lost; the outcome of this run will be refused"
+                    )
 
     async def _listen_for_wakeups(self) -> None:
         while True:

@@ -10,9 +10,13 @@
 --          the task's last failure with the server's now and failed_attempts)
 -- Returns  {now_us, 1 or 0 per change}: 0 where the task is missing or at another version
 --          (nothing written for that change; the others still apply: each stands alone).
+--          1 also where this very change is already applied (version + 1, its state and
+--          failed_attempts, not leased): a batch re-sent after a lost reply or an unconfirmed
+--          replication (replicas_to_ack) is answered as done, not as a conflict.
 -- Errors   'INVALID <what>' before the first write.
 -- Keeps    next_attempt_at = server now + delay; version + 1; the leased flag cleared; the
---          record moves to the index and listing of its new state.
+--          record moves to the index and listing of its new state. An already applied
+--          change is written again unchanged, so that the WAIT after a re-sent batch covers it.
 local batch = ARGV[2]
 local changes, at = {}, 1
 while at <= #batch do
@@ -35,8 +39,13 @@ if #changes == 0 then return invalid('changes') end
 local now = server_now_us()
 local reply, wake = {now}, false
 for _, c in ipairs(changes) do
-  local r = decode_or_nil(redis.call('HGET', KEYS[1], c.task_id))
-  if r and r.version == c.version then
+  local packed = redis.call('HGET', KEYS[1], c.task_id)
+  local r = decode_or_nil(packed)
+  if r and r.version == c.version + 1 and r.state == c.state and r.failed == c.failed
+      and r.flags % 2 ~= FLAG_LEASED then
+    redis.call('HSET', KEYS[1], c.task_id, packed)
+    reply[#reply + 1] = 1
+  elseif r and r.version == c.version then
     redis.call('ZREM', index_key(KEYS[2], r.state, r.type), c.task_id)
     local was = r.state
     r.state, r.failed, r.next_at, r.flags, r.version =

@@ -180,7 +180,15 @@ def _role(server: RedisServer) -> str:
 async def test_a_worker_follows_a_sentinel_failover_and_loses_no_task(
     sentinel: SentinelSetup,
 ) -> None:
-    """A running Worker rides out SENTINEL FAILOVER: every acknowledged put ends CONFIRMED."""
+    """A running Worker rides out SENTINEL FAILOVER: every acknowledged put ends CONFIRMED, and
+    no task churns through attempts.
+
+    For seconds after the promotion the new master has no replica (the Sentinel demotes the old
+    master only later), so with replicas_to_ack every settle fails NotReplicatedError. The worker
+    must then stop claiming and say why, not run tasks again and again: once its pooled
+    connections followed the old master back (a redis-py reconnect skips the Sentinel), and the
+    same tasks were claimed on both servers with their attempts cycling 1, 2, 3, 1, 2, 3.
+    """
     registry = Registry()
     ran: collections.Counter[str] = collections.Counter()
 
@@ -207,7 +215,8 @@ async def test_a_worker_follows_a_sentinel_failover_and_loses_no_task(
         await wait_until(lambda: _failover(sentinel), within=10)
         await wait_until(lambda: sentinel.master_address() != first, within=15)
         before = len(ledger.put)
-        await wait_until(lambda: len(ledger.put) > before + 50, within=20)
+        # Puts fail until the Sentinel demotes the old master (8 to ~20 s after the switch).
+        await wait_until(lambda: len(ledger.put) > before + 50, within=35)
         stop.set()
         await producer
         acknowledged = [task_id for _, task_id in ledger.put]
@@ -216,6 +225,16 @@ async def test_a_worker_follows_a_sentinel_failover_and_loses_no_task(
             await wait_until(lambda: reader.count_by_state(State.PENDING) == 0, within=30)
         worker.stop()
         await running
-        for task_id in acknowledged:
-            assert (await store.get_by_task_id(task_id)).state is State.CONFIRMED, task_id
-    print(f"worker failover: {len(acknowledged)} acknowledged puts, all confirmed")
+        records = [await store.get_by_task_id(task_id) for task_id in acknowledged]
+    for record in records:
+        assert record.state is State.CONFIRMED, record.task_id
+    # A task in flight at the promotion may run once more (its claim or outcome written to the
+    # old master only): once, never more, and at most one failed attempt counted for it.
+    twice = sorted(task_id for task_id, runs in ran.items() if runs == 2)
+    assert max(ran.values()) <= 2, ran.most_common(5)
+    assert len(twice) <= 8 + 20, twice  # concurrency + one batch: what was in flight
+    assert max(r.failed_attempts for r in records) <= 1
+    print(
+        f"worker failover: {len(acknowledged)} acknowledged puts, all confirmed; "
+        f"{sum(ran.values())} runs, {len(twice)} tasks ran twice"
+    )
