@@ -1,10 +1,14 @@
-"""The container contract, checked without a Docker engine.
+"""The container contract: parsed without an engine, then the real image built and run.
 
 Dockerfile, .dockerignore, compose.yaml and deploy/*.yml are parsed and their promises asserted:
 a pinned base, a non-root user, an exec-form entrypoint that names a real console script, a
 healthcheck that actually probes /healthz (run here against a stub server), hadolint clean, Redis
 persistent, the worker scalable, Prometheus loading alert rules that name only real metrics.
-Nothing here builds or starts a container.
+
+The last section builds the image with podman and runs it against a real redis-server: uid,
+PID 1, health, put/get, a read-only root, no pip, SIGTERM exit 0. It is skipped, saying why,
+where podman or a base image is missing (no registry can be reached here: .ci/container-base
+makes a local Debian bookworm base, which `--build-arg BASE=...` builds on).
 """
 
 from __future__ import annotations
@@ -542,3 +546,171 @@ def test_alert_rules_cover_the_operator_questions(alert_rules: list[dict[str, An
     assert re.search(r"retryd_oldest_ready_age_seconds\)? > \d+", exprs)
     assert 'up{job="retryd"} == 0' in exprs
     assert "retryd_redis_errors_total" in exprs
+
+
+def test_base_is_a_build_argument_defaulting_to_the_pinned_image(
+    dockerfile: list[Instruction],
+) -> None:
+    """Every stage is FROM ${BASE}; BASE's default is the pinned image, declared before any FROM."""
+    (arg,) = [i for i in dockerfile if i.keyword == "ARG" and i.args.startswith("BASE=")]
+    assert dockerfile.index(arg) < dockerfile.index(only(dockerfile, "FROM")[0])
+    froms = [f.args.split()[0] for f in only(dockerfile, "FROM")]
+    assert froms == ["${BASE}"] * len(froms)
+
+
+def test_no_floating_syntax_directive() -> None:
+    """No `# syntax=` line: it pulls a frontend image at every build, and nothing needs one."""
+    assert not re.search(r"(?im)^#\s*syntax\s*=", DOCKERFILE.read_text(encoding="utf-8"))
+
+
+def test_healthcheck_is_off_with_metrics_port_0(final_stage: list[Instruction]) -> None:
+    """RETRYD_METRICS_PORT=0 turns the listener off: the probe passes instead of failing."""
+    assert run_healthcheck(final_stage, 0) == 0
+
+
+# --- the real image, built and run with podman ---------------------------------------------------
+
+IMAGE = "localhost/retryd:ci-test"
+LOCAL_BASE = "localhost/retryd-ci-base:bookworm"  # what .ci/container-base makes
+BASE_ENV = "RETRYD_TEST_IMAGE_BASE"
+
+
+def podman(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["podman", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def image_base() -> str:
+    """The BASE to build on, or skip saying what is missing."""
+    if shutil.which("podman") is None:
+        pytest.skip("podman is not installed (Debian: apt-get install podman runc; .ci/run does)")
+    if podman("info").returncode != 0:
+        pytest.skip(f"podman cannot run here: {podman('info').stderr.strip()[-300:]}")
+    if os.environ.get(BASE_ENV):
+        return os.environ[BASE_ENV]
+    if podman("image", "exists", LOCAL_BASE).returncode == 0:
+        return LOCAL_BASE
+    pytest.skip(
+        f"no base image: no registry is reachable, so run .ci/container-base (debootstrap) to "
+        f"make {LOCAL_BASE}, or set {BASE_ENV} to an image you have (the pinned one, say)"
+    )
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    built = podman(
+        "build", "--format", "docker", "--build-arg", f"BASE={image_base()}", "-t", IMAGE,
+        str(ROOT), timeout=600,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    return IMAGE
+
+
+@dataclass(frozen=True)
+class Container:
+    name: str
+    metrics_port: int
+
+    def exec(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        return podman("exec", self.name, *argv, timeout=60)
+
+    def healthcheck(self) -> int:
+        return podman("healthcheck", "run", self.name).returncode
+
+
+def start_container(image: str, name: str, redis_url: str, metrics_port: int) -> Container:
+    """A read-only container on the host network (loopback only), as compose runs it."""
+    podman("rm", "--force", name)
+    started = podman(
+        "run", "--detach", "--name", name, "--network", "host", "--read-only",
+        "--env", f"RETRYD_REDIS_URL={redis_url}", "--env", "RETRYD_REDIS_NAMESPACE=container",
+        "--env", "RETRYD_METRICS_HOST=127.0.0.1", "--env", f"RETRYD_METRICS_PORT={metrics_port}",
+        image,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    container = Container(name, metrics_port)
+    wait_for(lambda: "worker started" in podman("logs", name).stderr, "retryd to start", 60)
+    return container
+
+
+@pytest.fixture(scope="module")
+def container(image: str) -> Iterator[Container]:
+    from tests.servers import free_port, redis_server
+
+    with redis_server("--appendonly", "yes") as server:
+        name = f"retryd-ci-test-{os.getpid()}"
+        try:
+            yield start_container(image, name, server.url, free_port())
+        finally:
+            podman("rm", "--force", "--time", "0", name)
+
+
+def wait_for(check: Any, what: str, timeout: float) -> None:
+    from tests.servers import wait_for as wait
+
+    wait(check, what, timeout=timeout, interval=0.2)
+
+
+@pytest.mark.slow
+def test_image_keeps_its_healthcheck_and_user(image: str) -> None:
+    """Built with --format docker, the image keeps HEALTHCHECK (OCI drops it) and USER."""
+    inspected = json.loads(podman("image", "inspect", image).stdout)[0]
+    config = inspected["Config"]
+    assert config["Healthcheck"]["Test"][0] == "CMD"
+    assert config["User"] == "10001:10001"
+    assert config["WorkingDir"] == "/app"
+
+
+@pytest.mark.slow
+def test_container_runs_as_uid_10001_with_retryd_as_pid_1(container: Container) -> None:
+    assert container.exec("id", "-u").stdout.strip() == "10001"
+    argv = container.exec("cat", "/proc/1/cmdline").stdout.split("\0")
+    assert argv[1:3] == ["/opt/retryd/bin/retryd", "run"], argv
+
+
+@pytest.mark.slow
+def test_container_is_healthy_and_runs_a_task_put_from_its_cli(container: Container) -> None:
+    assert container.healthcheck() == 0
+    put = container.exec("retryd", "put", "--type", "1", "--task-id", "c-1", "--data", "hi")
+    assert put.returncode == 0, put.stderr
+
+    def confirmed() -> bool:
+        got = container.exec("retryd", "get", "c-1", "--json")
+        return got.returncode == 0 and json.loads(got.stdout)["state"] == "confirmed"
+
+    wait_for(confirmed, "the task to be confirmed", 30)
+
+
+@pytest.mark.slow
+def test_container_root_and_app_are_read_only_and_pip_is_not_shipped(
+    container: Container,
+) -> None:
+    for path in ("/app/x", "/opt/retryd/x", "/x"):
+        touched = container.exec("touch", path)
+        assert touched.returncode != 0, path
+        assert "Read-only file system" in touched.stderr, touched.stderr
+    assert container.exec("stat", "-c", "%u %a", "/app").stdout.split() == ["0", "755"]
+    no_pip = container.exec("/opt/retryd/bin/python", "-c", "import pip")
+    assert "No module named 'pip'" in no_pip.stderr
+    assert container.exec("ls", "/opt/retryd/bin/pip").returncode != 0
+
+
+@pytest.mark.slow
+def test_container_without_listener_is_healthy_and_sigterm_exits_0(image: str) -> None:
+    """RETRYD_METRICS_PORT=0: the probe passes (it has nothing to ask); `podman stop` sends
+    SIGTERM to PID 1, which drains and exits 0, well before the 30 s kill."""
+    from tests.servers import redis_server
+
+    with redis_server() as server:
+        name = f"retryd-ci-test-quiet-{os.getpid()}"
+        try:
+            quiet = start_container(image, name, server.url, 0)
+            assert quiet.healthcheck() == 0
+            stopped = podman("stop", "--time", "30", name, timeout=60)
+            assert stopped.returncode == 0, stopped.stderr
+            state = json.loads(podman("inspect", name).stdout)[0]["State"]
+            assert state["ExitCode"] == 0
+            assert "worker stopped" in podman("logs", name).stderr
+        finally:
+            podman("rm", "--force", "--time", "0", name)
