@@ -90,3 +90,30 @@ def test_a_bad_environment_value_names_the_expected_type(retryd: Retryd) -> None
     assert result.err.strip() == (
         "retryd: RETRYD_WORKER_CONCURRENCY: 'abc' is not an integer (like 32)"
     )
+
+
+def test_the_cli_runs_without_the_postgres_extra(cli_env: dict[str, str], tmp_path: Path) -> None:
+    """`pip install .` (the README's quick start, and the image) brings no psycopg: every command
+    still loads, and only `migrate` with a PostgreSQL URL asks for the extra."""
+    without_psycopg = (
+        "import sys; sys.modules['psycopg'] = None; from worker.cli import main; "
+        "sys.exit(main(sys.argv[1:]))"
+    )
+
+    def run(*argv: str) -> Result:
+        done = subprocess.run(
+            [sys.executable, "-c", without_psycopg, *argv],
+            capture_output=True,
+            cwd=tmp_path,
+            env=cli_env | {"RETRYD_REDIS_URL": "postgresql://127.0.0.1:1/nowhere"},
+            timeout=60,
+            check=False,
+        )
+        return Result(done.returncode, done.stdout.decode(), done.stderr.decode())
+
+    assert run("--version").code == 0
+    migrate = run("migrate")
+    assert (migrate.code, migrate.err.strip()) == (
+        2,
+        "retryd: a PostgreSQL URL needs the postgres extra: pip install 'retryd[postgres]'",
+    )

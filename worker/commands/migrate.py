@@ -10,10 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import psycopg
-
 from store.connection import redact
-from store.postgres import migrate
 from worker.commands._common import add_config_argument, config_from_args
 from worker.commands._output import add_json_argument, error, print_json
 from worker.logs import scrub, secrets_of_url
@@ -39,6 +36,14 @@ def main(args: argparse.Namespace) -> int:
     url, namespace = config.redis.url, config.redis.namespace
     if url.partition("://")[0].lower() not in POSTGRES_SCHEMES:
         return _report(args, {"namespace": namespace, "store": "redis", "applied": 0})
+    # Imported here, not at the top: every `retryd` command loads this module, and psycopg comes
+    # only with the `postgres` extra (`pip install .` and the container image run without it).
+    try:
+        import psycopg
+
+        from store.postgres import migrate
+    except ImportError:
+        return error("a PostgreSQL URL needs the postgres extra: pip install 'retryd[postgres]'", 2)
     try:
         with psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_SECONDS) as conn:
             report = migrate(conn, namespace)
