@@ -22,6 +22,7 @@ from store.lifecycle import (
     TaskDetails,
 )
 from store.memory import MemoryStore
+from store.presence import Beat, Presence, TypeCounts
 from store.protocol import DEFAULT_MAX_DATA_BYTES, Lifecycle, Store
 from store.queue import Change, Claim, Claimed, Stats
 from store.record import Ordering, Record, State
@@ -32,6 +33,7 @@ __all__ = [
     "DEFAULT_MAX_DATA_BYTES",
     "MAX_REASON_KIND_BYTES",
     "MAX_REASON_MESSAGE_BYTES",
+    "Beat",
     "Change",
     "Claim",
     "Claimed",
@@ -42,6 +44,7 @@ __all__ = [
     "NotFoundError",
     "NotReplicatedError",
     "Ordering",
+    "Presence",
     "Pruned",
     "Reason",
     "Record",
@@ -54,5 +57,6 @@ __all__ = [
     "StoreError",
     "SyncRedisStore",
     "TaskDetails",
+    "TypeCounts",
     "ValidationError",
 ]

@@ -29,6 +29,7 @@ from store.errors import (
     ValidationError,
 )
 from store.lifecycle import Failure, Pruned, Reason, TaskDetails
+from store.presence import MAX_BEAT_PAYLOAD_BYTES, MAX_MEMBER_BYTES, Beat, Presence, TypeCounts
 from store.protocol import check_batch, check_query, check_task_ids, check_update, state_error
 from store.queue import Change, Claim, Claimed, Stats
 from store.record import (
@@ -301,6 +302,36 @@ class Commands:
             ready_by_type=dict(zip(by_type[::2], by_type[1::2], strict=True)),
         )
 
+    def count_by_type(self) -> Call:
+        return Call("count_by_type", [self.keys.types, self.keys.index_prefix], [])
+
+    def count_by_type_done(self, reply: Any) -> list[TypeCounts]:
+        numbers = [int(v) for v in reply]
+        counts = [TypeCounts(*numbers[i : i + 4]) for i in range(0, len(numbers), 4)]
+        return sorted(counts, key=lambda c: c.type)
+
+    def beat(self, member: str, payload: bytes, forget_after_seconds: float) -> Call:
+        _check_member(member)
+        if not isinstance(payload, bytes) or len(payload) > MAX_BEAT_PAYLOAD_BYTES:
+            raise ValidationError("payload", f"must be bytes, at most {MAX_BEAT_PAYLOAD_BYTES}")
+        forget_after = _span("forget_after", forget_after_seconds)
+        keys = [self.keys.presence, self.keys.presence_payloads]
+        return Call("beat", keys, [member, payload, forget_after])
+
+    def beats(self, within_seconds: float, limit: int) -> Call:
+        within = _span("within", within_seconds)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise ValidationError("limit", f"must be an int in 1..1000, got {limit!r}")
+        keys = [self.keys.presence, self.keys.presence_payloads]
+        return Call("beats", keys, [within, limit])
+
+    def beats_done(self, reply: Any) -> Presence:
+        beats = [
+            Beat(bytes(reply[i]).decode(), from_micros(int(float(reply[i + 1]))), reply[i + 2])
+            for i in range(1, len(reply), 3)
+        ]
+        return Presence(from_micros(int(reply[0])), beats)
+
     def check_replicated(self, acknowledged: Any, wanted: int, call: Call) -> None:
         """Refuse a write that fewer than wanted replicas confirmed (WAIT's answer)."""
         if int(acknowledged) < wanted:
@@ -396,3 +427,17 @@ def _positive(field: str, value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_UINT32:
         raise ValidationError(field, f"must be an int in 1..{MAX_UINT32}, got {value!r}")
     return value
+
+
+def _span(field: str, seconds: float) -> int:
+    """A duration of more than 0 seconds, as microseconds a script can hold exactly."""
+    micros = _micros(field, seconds)
+    if not 1 <= micros <= _LUA_MAX_INT:
+        raise ValidationError(field, f"must be more than 0 seconds, got {seconds!r}")
+    return micros
+
+
+def _check_member(member: str) -> None:
+    size = len(member.encode("utf-8", "surrogatepass")) if isinstance(member, str) else 0
+    if not 1 <= size <= MAX_MEMBER_BYTES:
+        raise ValidationError("member", f"must be a str of 1..{MAX_MEMBER_BYTES} bytes of UTF-8")

@@ -31,6 +31,8 @@ class Keys:
     list_prefix: str
     errors: str
     wake_channel: str
+    presence: str
+    presence_payloads: str
 
     @classmethod
     def for_namespace(cls, namespace: str) -> Keys:
@@ -50,6 +52,8 @@ class Keys:
             list_prefix=f"{tag}:list:",
             errors=f"{tag}:errors",
             wake_channel=f"{tag}:wake",
+            presence=f"{tag}:presence",
+            presence_payloads=f"{tag}:presence:payloads",
         )
 
     def index(self, state: State, task_type: int) -> str:

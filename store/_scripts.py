@@ -27,6 +27,9 @@ ScriptName = Literal[
     "retry",
     "retry_failed",
     "prune",
+    "count_by_type",
+    "beat",
+    "beats",
 ]
 SCRIPT_NAMES: tuple[ScriptName, ...] = (
     "put_all",
@@ -43,6 +46,9 @@ SCRIPT_NAMES: tuple[ScriptName, ...] = (
     "retry",
     "retry_failed",
     "prune",
+    "count_by_type",
+    "beat",
+    "beats",
 )
 
 

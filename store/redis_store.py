@@ -10,12 +10,15 @@ Key schema (all keys of a namespace share the hash tag {ns}; see store/_keys.py)
   {ns}:list:<state>[:<b>] the listing: task ids by id, in buckets of 128 ids (pages by id)
   {ns}:errors             hash: task id -> its last failure
   {ns}:wake               pub/sub channel: published to when a task becomes due now
+  {ns}:presence           sorted set: worker id -> its last heartbeat, in server microseconds
+  {ns}:presence:payloads  hash: worker id -> what its last heartbeat reported (opaque bytes)
 
 Cost of each operation (N tasks stored, B batch size, T task types, R due records):
   put_all        one script, O(B log N)           update       one script, O(log N)
   get_by_task_id one HGET, O(1)                   count        one script, O(T)
   get_all_ready  bounded slices (see get_ready.lua) claim       one script, O(T log N + B)
   settle/extend  one script per batch, O(B log N) stats        one script, O(T log N)
+  count_by_type  one script, O(T)                 beat/beats   one script, O(log M) for M workers
 
 Every mutation is one Lua script that validates all of its input before its first write.
 This module never imports the worker: it is the store, used by producers and workers alike.
@@ -38,9 +41,10 @@ from store._scripts import source
 from store.connection import AsyncClient, async_client_from_url
 from store.errors import ExistsError, NotFoundError, NotReplicatedError
 from store.lifecycle import Pruned, TaskDetails
+from store.presence import Presence, TypeCounts
 from store.protocol import check_query
 from store.queue import Change, Claim, Stats
-from store.record import Ordering, Record, State, check_task_id
+from store.record import Ordering, Record, State, check_task_id, from_micros
 
 __all__ = ["RedisStore"]
 
@@ -200,6 +204,22 @@ class RedisStore(RedisStoreBase[AsyncClient]):
     async def stats(self) -> Stats:
         """Counts per state, due-now count and oldest due instant, in one snapshot."""
         return self._commands.stats_done(await self._run(self._commands.stats()))
+
+    async def count_by_type(self) -> list[TypeCounts]:
+        """Tasks per state of every type ever stored, by type, in one snapshot (O(types))."""
+        return self._commands.count_by_type_done(await self._run(self._commands.count_by_type()))
+
+    async def beat(self, member: str, payload: bytes, *, forget_after_seconds: float) -> datetime:
+        """Say member is alive with payload (at most 8 KiB); forget members silent for longer
+        than forget_after_seconds. Returns the store's now."""
+        call = self._commands.beat(member, payload, forget_after_seconds)
+        return from_micros(int(await self._run(call)))
+
+    async def beats(self, *, within_seconds: float, limit: int = 1000) -> Presence:
+        """The members that beat within the last within_seconds, latest first."""
+        return self._commands.beats_done(
+            await self._run(self._commands.beats(within_seconds, limit))
+        )
 
     def subscribe_wakeups(self) -> PubSub:
         """A pub/sub connection to subscribe to keys.wake_channel (the caller subscribes)."""

@@ -91,6 +91,9 @@ async def test_every_store_operation_works_as_the_limited_user(server: RedisServ
             )
         ] == ["a"]
         assert (await store.stats()).confirmed == 1
+        assert [c.failed for c in await store.count_by_type()] == [1]
+        await store.beat("worker-1", b"{}", forget_after_seconds=60)
+        assert [b.member for b in (await store.beats(within_seconds=60)).beats] == ["worker-1"]
     with server.client() as admin:
         admin.script_flush()  # the user reloads the scripts by itself (SCRIPT LOAD / EVAL)
     with SyncRedisStore.from_url(app_url(server), namespace=NAMESPACE) as sync:

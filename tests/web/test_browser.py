@@ -135,11 +135,18 @@ def worker(redis_url: str, namespace: str, tmp_path: Path) -> Iterator[None]:
         yield
 
 
-def _put(store: SyncRedisStore, task_id: str, state: State, data: bytes, attempts: int = 0) -> None:
+def _put(
+    store: SyncRedisStore,
+    task_id: str,
+    state: State,
+    data: bytes,
+    attempts: int = 0,
+    task_type: int = 1,
+) -> None:
     store.put_all(
         Record(
             task_id=task_id,
-            type=1,
+            type=task_type,
             data=data,
             state=state,
             failed_attempts=attempts,
@@ -164,7 +171,6 @@ def test_every_page_loads_and_search_finds_a_task(
     page.goto(web())
     expect(page.get_by_role("heading", name="Overview")).to_be_visible()
     expect(page.locator(".cards")).to_contain_text("Failed2")
-    page.screenshot(path=shots / "overview.png", full_page=True)
 
     page.get_by_role("link", name="Tasks", exact=True).click()
     expect(page.get_by_role("table")).to_contain_text("invoice-0042")
@@ -191,6 +197,34 @@ def test_every_page_loads_and_search_finds_a_task(
     page.get_by_label("Task id").press("Enter")
     expect(page.get_by_role("heading", name="Not found")).to_be_visible()
     expect(page.locator("main")).to_contain_text("task 'no-such-task' not found")
+
+
+def test_overview_shows_workers_types_and_throughput(
+    page: Page, web: Web, tasks: SyncRedisStore, worker: None, shots: Path
+) -> None:
+    _sample(tasks)
+    page.goto(web())
+    # The worker's first heartbeat is the chart's baseline; what it runs afterwards is drawn.
+    workers = page.locator("section:has(#workers-title) tbody tr")
+    _reload_until(page, lambda: workers.count() == 1)
+    for n in range(5):
+        _put(tasks, f"report-{n}", State.PENDING, b"monthly report")
+    # Type 2 is the webhook handler: data that is no webhook spec fails at once (Permanent).
+    _put(tasks, "webhook-bad", State.PENDING, b"not json", task_type=2)
+    chart = page.locator("svg.chart")
+    _reload_until(page, lambda: chart.locator("rect.confirmed, rect.failed").count() == 2, 30)
+    expect(page.get_by_role("img")).to_have_accessible_name(re.compile(r"\d+ runs confirmed"))
+    expect(page.get_by_role("table").first).to_contain_text("1")
+    page.screenshot(path=shots / "overview.png", full_page=True)
+
+
+def _reload_until(page: Page, holds: Callable[[], bool], seconds: float = 20) -> None:
+    for _ in range(int(seconds * 2)):
+        if holds():
+            return
+        page.wait_for_timeout(500)
+        page.reload()
+    raise AssertionError(f"the page never showed what was awaited ({page.url})")
 
 
 def test_a_phone_sees_the_same_pages(
@@ -220,12 +254,7 @@ def test_retry_a_failed_task_and_see_it_confirmed(
     page.get_by_role("button", name="Retry this task").click()
     expect(page.get_by_role("status")).to_contain_text("Retried")
     # The worker runs it: reload until the page says so.
-    for _ in range(50):
-        if page.locator(".state").inner_text() == "confirmed":
-            break
-        page.wait_for_timeout(200)
-        page.reload()
-    expect(page.locator(".state")).to_have_text("confirmed")
+    _reload_until(page, lambda: page.locator(".state").inner_text() == "confirmed")
     assert tasks.get_by_task_id("invoice-0042").state is State.CONFIRMED
 
 

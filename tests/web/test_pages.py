@@ -9,6 +9,7 @@ import httpx
 
 from store import RedisStore, State
 from tests.web.conftest import Dashboard, put_task
+from worker.heartbeat import WorkerReport
 from worker.web.views import PAGE_SIZE
 
 
@@ -142,3 +143,35 @@ async def test_redis_down_shows_a_banner_not_a_trace(free_redis_url: str) -> Non
                 assert page.status_code == 503, path
                 assert 'class="banner" role="alert">Redis is unavailable (' in page.text
                 assert "Traceback" not in page.text
+
+
+async def test_overview_breaks_counts_down_by_type(
+    dashboard: Dashboard, redis_store: RedisStore
+) -> None:
+    await put_task(redis_store, "a", task_type=7)
+    await put_task(redis_store, "b", task_type=7, state=State.FAILED)
+    await put_task(redis_store, "c", task_type=2, state=State.CONFIRMED)
+    async with dashboard() as client:
+        page = await client.get("/")
+    rows = re.findall(r'<tr><th scope="row">(\d+)</th><td>(\d+)</td><td>(\d+)</td><td[^>]*>(\d+)<',
+                      page.text)  # fmt: skip
+    assert rows == [("2", "0", "1", "0"), ("7", "1", "0", "1")]
+
+
+async def test_overview_lists_the_workers_that_beat(
+    dashboard: Dashboard, redis_store: RedisStore
+) -> None:
+    report = WorkerReport("host-a", 41, "9.9", "2026-12-02T10:00:00Z", 32, [1, 2], 3, {})
+    await redis_store.beat("host-a:41:abc", report.encode(), forget_after_seconds=60)
+    async with dashboard() as client:
+        page = await client.get("/")
+    assert "<td>host-a:41:abc</td>" in page.text
+    assert "<td>3 / 32</td>" in page.text
+    assert "<td>1, 2</td>" in page.text
+    assert "silent" not in page.text
+
+
+async def test_overview_says_when_no_worker_beats(dashboard: Dashboard) -> None:
+    async with dashboard() as client:
+        page = await client.get("/")
+    assert "No worker has sent a heartbeat in the last 5 minutes." in page.text

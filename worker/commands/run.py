@@ -23,6 +23,7 @@ from store import RedisStore, StoreError
 from worker.commands._common import add_config_argument, config_from_args, open_store
 from worker.config import Config
 from worker.embedded import EmbeddedServer, running_url, stop_orphan
+from worker.heartbeat import beating, worker_report
 from worker.logs import configure_logging, secrets_of_url
 from worker.loop import TRANSIENT, Worker
 from worker.metrics import unhandled_ready
@@ -173,8 +174,11 @@ async def _serve(config: Config, url: str, *, burst: bool, supervised_by: Path |
         types=default_registry.types(),
         concurrency=config.worker.concurrency,
     )
+    report = worker_report(worker.metrics, default_registry.types(), config.worker.concurrency)
     try:
-        await worker.run(burst=burst)
+        # Its own connection: one left dead by a Redis restart must fail a beat, never a claim.
+        async with beating(open_store(config, url), report):
+            await worker.run(burst=burst)
     finally:
         if reporter is not None:
             reporter.cancel()

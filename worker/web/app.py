@@ -8,8 +8,11 @@ ever shows a traceback or anything of the Redis URL but its redacted form.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,7 @@ log = structlog.get_logger("retryd.web")
 STATIC = Path(__file__).with_name("static")
 MAX_QUERY_BYTES = 4096  # a task id is at most 1 KiB of UTF-8, 3 KiB percent-encoded
 MAX_BODY_BYTES = 8192  # every form holds a task id, a type and a token
+SAMPLE_SECONDS = 10.0
 # Reachable without signing in: the sign-in form, its stylesheet and script, the liveness probe.
 _OPEN_PATHS = ("/login", "/static/", "/healthz")
 _SECURITY_HEADERS = {
@@ -62,6 +66,7 @@ def create_app(settings: WebSettings, board: Board, *, redis_label: str) -> Star
     """The dashboard for board's namespace; redis_label names the Redis on pages (redacted)."""
     check_exposure(settings)
     app = Starlette(
+        lifespan=_sampling(board),
         routes=_routes(),
         middleware=[Middleware(BaseHTTPMiddleware, dispatch=_guard)],
         exception_handlers=_error_pages(),
@@ -71,6 +76,29 @@ def create_app(settings: WebSettings, board: Board, *, redis_label: str) -> Star
     app.state.redis_label = redis_label
     app.state.templates = environment()
     return app
+
+
+def _sampling(board: Board) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    """Read the workers' heartbeats every SAMPLE_SECONDS while serving, so the throughput chart
+    has no gaps when nobody is looking; a failed read is skipped (the pages show the outage)."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async def sample() -> None:
+            while True:
+                with contextlib.suppress(*UNAVAILABLE, StoreError):
+                    await board.sample_workers()
+                await asyncio.sleep(SAMPLE_SECONDS)
+
+        task = asyncio.create_task(sample())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return lifespan
 
 
 def _routes() -> list[Route | Mount]:

@@ -8,18 +8,43 @@ but the one change an operator confirmed.
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from store import Change, NotFoundError, Ordering, Record, RedisStore, StaleVersionError, State
+from store import (
+    Beat,
+    Change,
+    NotFoundError,
+    Ordering,
+    Record,
+    RedisStore,
+    StaleVersionError,
+    State,
+    TypeCounts,
+)
 from store import Stats as StoreStats
 from store.record import check_task_id
+from worker.heartbeat import BEAT_SECONDS
+from worker.web.throughput import Minute, Throughput
 
-__all__ = ["LISTED_STATES", "Board", "NotApplicableError", "Overview", "Page", "PageQuery"]
+__all__ = [
+    "LISTED_STATES",
+    "Board",
+    "NotApplicableError",
+    "Overview",
+    "Page",
+    "PageQuery",
+    "WorkerSeen",
+]
 
 # The latest instant a store can hold (2**53 microseconds after the epoch): "due or not".
 _END_OF_TIME = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=2**53)
 LISTED_STATES = {str(s): s for s in (State.PENDING, State.CONFIRMED, State.FAILED)}
+# Workers that beat within this long are listed; past SILENT_AFTER without a beat, as silent.
+WORKERS_WITHIN_SECONDS = 300.0
+SILENT_AFTER = timedelta(seconds=3 * BEAT_SECONDS)
 
 
 class NotApplicableError(Exception):
@@ -27,10 +52,23 @@ class NotApplicableError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerSeen:
+    """A worker process as its latest heartbeat described it."""
+
+    worker_id: str
+    last_beat: datetime
+    silent: bool
+    report: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class Overview:
-    """The overview page's facts, read in one snapshot, and how long Redis took to give them."""
+    """The overview page's facts, and how long Redis took to give them."""
 
     stats: StoreStats
+    by_type: list[TypeCounts]
+    workers: list[WorkerSeen]
+    minutes: list[Minute]
     redis_seconds: float
 
     @property
@@ -63,11 +101,28 @@ class Board:
 
     def __init__(self, store: RedisStore) -> None:
         self._store = store
+        self._throughput = Throughput()
 
     async def overview(self) -> Overview:
         started = asyncio.get_running_loop().time()
         stats = await self._store.stats()
-        return Overview(stats, asyncio.get_running_loop().time() - started)
+        by_type = await self._store.count_by_type()
+        workers = await self.sample_workers()
+        took = asyncio.get_running_loop().time() - started
+        return Overview(stats, by_type, workers, self._throughput.minutes(stats.now), took)
+
+    async def sample_workers(self) -> list[WorkerSeen]:
+        """The workers seen lately; their run counts feed the throughput chart."""
+        presence = await self._store.beats(within_seconds=WORKERS_WITHIN_SECONDS)
+        seen = []
+        for beat in presence.beats:
+            report = _report(beat)
+            runs = report.get("runs")
+            if isinstance(runs, dict):
+                self._throughput.observe(beat.member, beat.at, runs)
+            silent = presence.now - beat.at > SILENT_AFTER
+            seen.append(WorkerSeen(beat.member, beat.at, silent, report))
+        return seen
 
     async def page(self, query: PageQuery) -> Page:
         direction = Ordering.DESC if query.newest_first else Ordering.ASC
@@ -100,3 +155,12 @@ class Board:
                 f"task {task_id!r} changed while being retried; nothing was written"
             )
         return await self.task(task_id)
+
+
+def _report(beat: Beat) -> dict[str, Any]:
+    """A heartbeat's JSON report; {} for one this version cannot read."""
+    try:
+        report = json.loads(beat.payload)
+    except ValueError:
+        return {}
+    return report if isinstance(report, dict) else {}

@@ -13,7 +13,19 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-__all__ = ["DATA_VIEWS", "DataView", "age", "data_view", "environment", "iso", "utc_text"]
+from worker.web.throughput import Minute
+
+__all__ = [
+    "DATA_VIEWS",
+    "Chart",
+    "DataView",
+    "age",
+    "chart",
+    "data_view",
+    "environment",
+    "iso",
+    "utc_text",
+]
 
 TEMPLATES = Path(__file__).with_name("templates")
 # A task's data may be 1 MiB; its hex dump four times that. The page shows the start.
@@ -29,7 +41,7 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(iso=iso, utc=utc_text, age=age)
+    env.filters.update(iso=iso, utc=utc_text, age=age, chart=chart)
     return env
 
 
@@ -103,3 +115,48 @@ def _hex_dump(data: bytes) -> str:
         text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
         lines.append(f"{offset:08x}  {hexes:<47}  |{text}|")
     return "\n".join(lines)
+
+
+CHART_HEIGHT = 100  # the SVG's drawing height for the tallest minute
+BAR_WIDTH = 8  # each minute: a confirmed bar and a failed bar, side by side
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    x: int
+    height: int
+    y: int
+    count: int
+    start: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    """Bars for an inline SVG: heights scaled to the busiest minute."""
+
+    confirmed: list[Bar]
+    failed: list[Bar]
+    width: int
+    peak: int
+    total_confirmed: int
+    total_failed: int
+
+
+def chart(minutes: list[Minute]) -> Chart:
+    peak = max([m.confirmed for m in minutes] + [m.failed for m in minutes] + [1])
+
+    def bar(x: int, count: int, start: datetime) -> Bar:
+        height = round(count / peak * CHART_HEIGHT)
+        return Bar(x, height, CHART_HEIGHT - height, count, start)
+
+    step = 2 * BAR_WIDTH + 4
+    confirmed = [bar(i * step, m.confirmed, m.start) for i, m in enumerate(minutes)]
+    failed = [bar(i * step + BAR_WIDTH, m.failed, m.start) for i, m in enumerate(minutes)]
+    return Chart(
+        confirmed,
+        failed,
+        len(minutes) * step,
+        peak,
+        sum(m.confirmed for m in minutes),
+        sum(m.failed for m in minutes),
+    )
