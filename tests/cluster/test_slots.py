@@ -43,6 +43,9 @@ CALLS: dict[ScriptName, Callable[[Commands], Call]] = {
     "retry": lambda c: c.retry(["t", "u"]),
     "retry_failed": lambda c: c.retry_failed(7, 10),
     "prune": lambda c: c.prune(60.0, 60.0, 10),
+    "count_by_type": lambda c: c.count_by_type(),
+    "beat": lambda c: c.beat("worker-1", b"{}", 60.0),
+    "beats": lambda c: c.beats(60.0, 100),
 }
 
 
