@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import re
 
+import httpx
+import pytest
 import structlog
 
-from store import RedisStore, State
+from store import NotFoundError, RedisStore, State
 from tests.web.conftest import SECRET, Dashboard, csrf_of, put_task
 
 
@@ -148,3 +150,89 @@ async def test_sign_in_never_redirects_to_another_site(dashboard: Dashboard) -> 
                 "/login", data={"token": SECRET, "next": target, "csrf": csrf_of(client)}
             )
             assert response.headers["location"] == "/"
+
+
+async def _confirm_and_post(client: httpx.AsyncClient, action: str, task_id: str) -> httpx.Response:
+    confirm = await client.get(f"/task/{action}", params={"id": task_id})
+    assert confirm.status_code == 200, confirm.text
+    assert f'action="/task/{action}"' in confirm.text
+    return await client.post(f"/task/{action}", data={"id": task_id, "csrf": csrf_of(client)})
+
+
+async def test_cancel_fails_a_pending_task_with_its_reason(
+    dashboard: Dashboard, redis_store: RedisStore
+) -> None:
+    await put_task(redis_store, "t-1")
+    async with dashboard() as client:
+        detail = await client.get("/task", params={"id": "t-1"})
+        assert 'href="/task/cancel?id=t-1"' in detail.text
+        assert 'href="/task/retry?id=t-1"' not in detail.text  # only what applies is offered
+        done = await _confirm_and_post(client, "cancel", "t-1")
+        shown = await client.get(done.headers["location"])
+    assert (await redis_store.get_by_task_id("t-1")).state is State.FAILED
+    assert "Cancelled: the task is failed." in shown.text
+    assert re.search(
+        r"<dt>Last failure</dt><dd[^>]*><strong>[^<]*Cancelled</strong>: cancelled", shown.text
+    )
+
+
+async def test_delete_removes_the_task_for_good(
+    dashboard: Dashboard, redis_store: RedisStore
+) -> None:
+    await put_task(redis_store, "t-1", state=State.CONFIRMED)
+    async with dashboard() as client:
+        confirm = await client.get("/task/delete", params={"id": "t-1"})
+        assert "This cannot be undone." in confirm.text
+        done = await _confirm_and_post(client, "delete", "t-1")
+        shown = await client.get(done.headers["location"])
+        gone = await client.get("/task", params={"id": "t-1"})
+    assert "Deleted task <code>t-1</code>." in shown.text
+    assert gone.status_code == 404
+    with pytest.raises(NotFoundError):
+        await redis_store.get_by_task_id("t-1")
+
+
+async def test_retry_all_failed_of_one_type_asks_with_the_count(
+    dashboard: Dashboard, redis_store: RedisStore
+) -> None:
+    for n in range(3):
+        await put_task(redis_store, f"a-{n}", state=State.FAILED, task_type=7)
+    await put_task(redis_store, "b-0", state=State.FAILED, task_type=8)
+    async with dashboard() as client:
+        overview = await client.get("/")
+        assert 'href="/retry-failed?type=7">Retry 3 failed…' in overview.text
+        confirm = await client.get("/retry-failed", params={"type": "7"})
+        assert "<strong>3</strong> failed tasks of type 7 will become pending" in confirm.text
+        done = await client.post("/retry-failed", data={"type": "7", "csrf": csrf_of(client)})
+        shown = await client.get(done.headers["location"])
+    assert "Retried 3 failed tasks" in shown.text
+    assert [c.failed for c in await redis_store.count_by_type()] == [0, 1]
+
+
+async def test_retry_all_of_every_type(dashboard: Dashboard, redis_store: RedisStore) -> None:
+    await put_task(redis_store, "a", state=State.FAILED, task_type=7)
+    await put_task(redis_store, "b", state=State.FAILED, task_type=8)
+    async with dashboard() as client:
+        confirm = await client.get("/retry-failed")
+        assert "failed tasks of every type will become pending" in confirm.text
+        await client.post("/retry-failed", data={"type": "", "csrf": csrf_of(client)})
+    assert await redis_store.count_by_state(State.FAILED) == 0
+
+
+async def test_actions_refuse_what_does_not_apply_and_write_nothing(
+    dashboard: Dashboard, redis_store: RedisStore
+) -> None:
+    await put_task(redis_store, "done", state=State.CONFIRMED)
+    async with dashboard() as client:
+        await client.get("/")
+        token = csrf_of(client)
+        cancel = await client.post("/task/cancel", data={"id": "done", "csrf": token})
+        unknown = await client.post("/task/explode", data={"id": "done", "csrf": token})
+        bad_type = await client.post("/retry-failed", data={"type": "-1", "csrf": token})
+        no_token = await client.post("/retry-failed", data={"type": ""})
+    assert cancel.status_code == 409
+    assert "only a pending task can be cancelled; nothing changed" in cancel.text
+    assert unknown.status_code == 404
+    assert bad_type.status_code == 400
+    assert no_token.status_code == 403
+    assert (await redis_store.get_by_task_id("done")).version == 1

@@ -258,6 +258,38 @@ def test_retry_a_failed_task_and_see_it_confirmed(
     assert tasks.get_by_task_id("invoice-0042").state is State.CONFIRMED
 
 
+def test_cancel_then_delete_a_task(
+    page: Page, web: Web, tasks: SyncRedisStore, shots: Path
+) -> None:
+    _sample(tasks)
+    page.goto(web() + "/task?id=invoice-0003")
+    page.get_by_role("link", name="Cancel…").click()
+    page.get_by_role("button", name="Cancel this task").click()
+    expect(page.get_by_role("status")).to_contain_text("Cancelled: the task is failed")
+    expect(page.locator("dd.failure")).to_contain_text("Cancelled: cancelled")
+    page.screenshot(path=shots / "task-cancelled.png", full_page=True)
+    page.get_by_role("link", name="Delete…").click()
+    expect(page.locator("main")).to_contain_text("This cannot be undone.")
+    page.get_by_role("button", name="Delete this task").click()
+    expect(page.get_by_role("status")).to_contain_text("Deleted task invoice-0003")
+    page.get_by_label("Task id").fill("invoice-0003")
+    page.get_by_label("Task id").press("Enter")
+    expect(page.get_by_role("heading", name="Not found")).to_be_visible()
+
+
+def test_retry_every_failed_task_of_a_type(
+    page: Page, web: Web, tasks: SyncRedisStore, shots: Path
+) -> None:
+    _sample(tasks)
+    page.goto(web())
+    page.get_by_role("link", name="Retry 2 failed…").click()
+    expect(page.get_by_role("heading")).to_have_text("Retry every failed task of type 1?")
+    page.screenshot(path=shots / "confirm-retry-all.png", full_page=True)
+    page.get_by_role("button", name="Retry 2 tasks").click()
+    expect(page.get_by_role("status")).to_contain_text("Retried 2 failed tasks")
+    assert tasks.count_by_state(State.FAILED) == 0
+
+
 def test_an_action_without_its_csrf_token_is_refused(
     page: Page, web: Web, tasks: SyncRedisStore, shots: Path
 ) -> None:
@@ -275,7 +307,7 @@ def test_read_only_shows_no_action(page: Page, web: Web, tasks: SyncRedisStore) 
     base = web(RETRYD_WEB_READ_ONLY="true")
     page.goto(base + "/task?id=invoice-0042")
     expect(page.locator("header")).to_contain_text("read-only")
-    expect(page.get_by_role("link", name="Retry…")).to_have_count(0)
+    expect(page.get_by_role("link", name=re.compile("…$"))).to_have_count(0)
     expect(page.get_by_role("button")).to_have_text(["Find"])
     response = page.goto(base + "/task/retry?id=invoice-0042")
     assert response is not None

@@ -26,10 +26,10 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from store import NotFoundError, StaleVersionError, StoreError, ValidationError
+from store import NotFoundError, StaleVersionError, StateError, StoreError, ValidationError
 from worker.config import WebSettings
 from worker.web import views
-from worker.web.board import Board, NotApplicableError
+from worker.web.board import Board
 from worker.web.render import environment
 from worker.web.security import (
     CSRF_COOKIE,
@@ -107,8 +107,10 @@ def _routes() -> list[Route | Mount]:
         Route("/healthz", views.healthz, name="healthz"),
         Route("/tasks", views.tasks, name="tasks"),
         Route("/task", views.task, name="task"),
-        Route("/task/retry", views.confirm_retry, name="confirm_retry", methods=["GET"]),
-        Route("/task/retry", views.retry, methods=["POST"]),
+        Route("/task/{action}", views.confirm_action, name="confirm_action", methods=["GET"]),
+        Route("/task/{action}", views.act, methods=["POST"]),
+        Route("/retry-failed", views.confirm_retry_all, name="retry_all", methods=["GET"]),
+        Route("/retry-failed", views.retry_all, methods=["POST"]),
         Route("/login", views.login_form, name="login", methods=["GET"]),
         Route("/login", views.login, methods=["POST"]),
         Route("/logout", views.logout, name="logout", methods=["POST"]),
@@ -142,7 +144,7 @@ def _error_pages() -> dict[Any, Callable[[Request, Any], Awaitable[Response]]]:
         500: bug,
         NotFoundError: not_found,
         ValidationError: invalid,
-        NotApplicableError: conflict,
+        StateError: conflict,
         StaleVersionError: conflict,
         views.WebError: views.web_error_page,
         StoreError: store_error,

@@ -1,8 +1,9 @@
-"""What the dashboard shows and does, read from and written to the store's public API.
+"""What the dashboard shows and does: the admin layer's operations, and the store's counts.
 
-Every page and action of the dashboard goes through this one class, so the views never touch a
-store method themselves and the web layer knows nothing of Redis. It must never write anything
-but the one change an operator confirmed.
+Every page and action of the dashboard goes through this one class. Actions and task listings
+are the admin layer's (worker/admin.py, the same operations as the CLI's); the overview's
+counts, per-type counts and heartbeats are read through the store's public API. The views never
+touch a store, and this class writes nothing but the one change an operator confirmed.
 """
 
 from __future__ import annotations
@@ -10,45 +11,35 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from store import (
-    Beat,
-    Change,
-    NotFoundError,
-    Ordering,
-    Record,
-    RedisStore,
-    StaleVersionError,
-    State,
-    TypeCounts,
-)
+from store import Beat, RedisStore, State, TaskDetails, TypeCounts
 from store import Stats as StoreStats
-from store.record import check_task_id
+from worker.admin import Admin
 from worker.heartbeat import BEAT_SECONDS
 from worker.web.throughput import Minute, Throughput
 
 __all__ = [
+    "ACTIONS",
     "LISTED_STATES",
     "Board",
-    "NotApplicableError",
     "Overview",
     "Page",
     "PageQuery",
     "WorkerSeen",
 ]
 
-# The latest instant a store can hold (2**53 microseconds after the epoch): "due or not".
-_END_OF_TIME = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=2**53)
 LISTED_STATES = {str(s): s for s in (State.PENDING, State.CONFIRMED, State.FAILED)}
+# The actions on one task, and the state each applies to (None: any state).
+ACTIONS: dict[str, State | None] = {
+    "retry": State.FAILED,
+    "cancel": State.PENDING,
+    "delete": None,
+}
 # Workers that beat within this long are listed; past SILENT_AFTER without a beat, as silent.
 WORKERS_WITHIN_SECONDS = 300.0
 SILENT_AFTER = timedelta(seconds=3 * BEAT_SECONDS)
-
-
-class NotApplicableError(Exception):
-    """Raised when an action does not apply to a task as it stands (retrying a pending one)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +83,7 @@ class PageQuery:
 class Page:
     """The tasks of one page and the cursor of the next (None on the last page)."""
 
-    tasks: list[Record]
+    tasks: list[TaskDetails]
     next_after: int | None
 
 
@@ -101,6 +92,7 @@ class Board:
 
     def __init__(self, store: RedisStore) -> None:
         self._store = store
+        self._admin = Admin(store)
         self._throughput = Throughput()
 
     async def overview(self) -> Overview:
@@ -124,37 +116,41 @@ class Board:
             seen.append(WorkerSeen(beat.member, beat.at, silent, report))
         return seen
 
+    async def failed_of_type(self, task_type: int | None) -> int:
+        """How many FAILED tasks there are of task_type (of every type with None)."""
+        if task_type is None:
+            return (await self._store.stats()).failed
+        counts = {c.type: c.failed for c in await self._store.count_by_type()}
+        return counts.get(task_type, 0)
+
     async def page(self, query: PageQuery) -> Page:
-        direction = Ordering.DESC if query.newest_first else Ordering.ASC
-        try:
-            # One more than the page holds, to know whether a next page exists.
-            tasks = await self._store.get_all_ready_by_state(
-                query.state, _END_OF_TIME, query.after, query.size + 1, direction
-            )
-        except NotFoundError:
-            tasks = []
+        # One more than the page holds, to know whether a next page exists.
+        page = await self._admin.page(
+            query.state, cursor=query.after, limit=query.size + 1, descending=query.newest_first
+        )
+        tasks = page.tasks
         if len(tasks) > query.size:
-            return Page(tasks[: query.size], tasks[query.size - 1].id)
+            return Page(tasks[: query.size], tasks[query.size - 1].record.id)
         return Page(tasks, None)
 
-    async def task(self, task_id: str) -> Record:
-        """The task with this id; NotFoundError if there is none, ValidationError if the id
-        cannot be one."""
-        return await self._store.get_by_task_id(check_task_id(task_id))
+    async def task(self, task_id: str) -> TaskDetails:
+        """The task and its last failure; NotFoundError if there is none, ValidationError if
+        the id cannot be one."""
+        return await self._admin.task(task_id)
 
-    async def retry(self, task_id: str) -> Record:
-        """Send a FAILED task back to PENDING, due now, its failures reset (as `retryd retry`)."""
-        record = await self.task(task_id)
-        if record.state is not State.FAILED:
-            raise NotApplicableError(
-                f"task {task_id!r} is {record.state}, not failed: only a failed task can be retried"
-            )
-        [applied] = await self._store.settle([Change(record, State.PENDING, 0, 0.0)])
-        if not applied:
-            raise StaleVersionError(
-                f"task {task_id!r} changed while being retried; nothing was written"
-            )
-        return await self.task(task_id)
+    async def act(self, action: str, task_id: str) -> None:
+        """retry, cancel or delete one task, as the CLI does; NotFoundError or StateError (and
+        nothing written) when it does not apply."""
+        operations = {
+            "retry": self._admin.retry,
+            "cancel": self._admin.cancel,
+            "delete": self._admin.delete,
+        }
+        await operations[action]([task_id])
+
+    async def retry_all(self, task_type: int | None) -> int:
+        """Every FAILED task of task_type (or of every type) back to PENDING; how many."""
+        return await self._admin.retry_all(task_type)
 
 
 def _report(beat: Beat) -> dict[str, Any]:

@@ -11,11 +11,13 @@ import asyncio
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+import structlog
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
+from store.record import MAX_TYPE
 from worker.config import WebSettings
-from worker.web.board import LISTED_STATES, Board, PageQuery
+from worker.web.board import ACTIONS, LISTED_STATES, Board, PageQuery
 from worker.web.render import DATA_VIEWS, data_view
 from worker.web.security import (
     CSRF_FIELD,
@@ -28,8 +30,12 @@ from worker.web.security import (
 
 __all__ = ["WebError", "error_page", "path_for", "unavailable_page", "web_error_page"]
 
+log = structlog.get_logger("retryd.web")
+
 PAGE_SIZE = 50
 STORE_TIMEOUT_SECONDS = 5.0  # a page waits this long for Redis, then shows the banner
+# Retry-all moves 1,000 tasks per store call (~10 ms of Redis time each): 100k in seconds.
+RETRY_ALL_TIMEOUT_SECONDS = 60.0
 _FAILED_LOGIN_PAUSE_SECONDS = 1.0
 _MAX_FORM_BYTES = 8192
 
@@ -46,6 +52,7 @@ class WebError(Exception):
 
 def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
     settings: WebSettings = request.app.state.settings
+    context.setdefault("banner", None)
     page = request.app.state.templates.get_template(template).render(
         request=request,
         url_for=lambda name, **params: request.url_for(name, **params).path,
@@ -97,7 +104,8 @@ async def healthz(request: Request) -> Response:
 async def overview(request: Request) -> Response:
     async with asyncio.timeout(STORE_TIMEOUT_SECONDS):
         facts = await _board(request).overview()
-    return render(request, "overview.html", overview=facts, banner=None)
+    retried = request.query_params.get("retried")
+    return render(request, "overview.html", overview=facts, retried=retried, banner=None)
 
 
 async def tasks(request: Request) -> Response:
@@ -108,7 +116,10 @@ async def tasks(request: Request) -> Response:
     query = _page_query(params)
     async with asyncio.timeout(STORE_TIMEOUT_SECONDS):
         page = await _board(request).page(query)
-    return render(request, "tasks.html", query=query, page=page, states=LISTED_STATES, banner=None)
+    deleted = request.query_params.get("deleted")
+    return render(
+        request, "tasks.html", query=query, page=page, states=LISTED_STATES, deleted=deleted
+    )
 
 
 def _page_query(params: Any) -> PageQuery:
@@ -138,12 +149,14 @@ async def task(request: Request) -> Response:
     if view not in DATA_VIEWS:
         raise WebError(400, "Bad request", f"Unknown data view {view!r}: text, json or hex.")
     async with asyncio.timeout(STORE_TIMEOUT_SECONDS):
-        record = await _board(request).task(task_id)
+        details = await _board(request).task(task_id)
     return render(
         request,
         "task.html",
-        task=record,
-        data=data_view(record.data, view),
+        task=details.record,
+        failure=details.last_error,
+        actions=ACTIONS,
+        data=data_view(details.record.data, view),
         views=DATA_VIEWS,
         done=request.query_params.get("done"),
         banner=None,
@@ -156,21 +169,65 @@ def _task_id(value: str | None) -> str:
     return value
 
 
-async def confirm_retry(request: Request) -> Response:
+async def confirm_action(request: Request) -> Response:
+    """What an action on one task will do, and the form to confirm it."""
     _writable(request)
+    action = _action(request)
     task_id = _task_id(request.query_params.get("id"))
     async with asyncio.timeout(STORE_TIMEOUT_SECONDS):
-        record = await _board(request).task(task_id)
-    return render(request, "confirm.html", task=record, action="retry", banner=None)
+        details = await _board(request).task(task_id)
+    return render(
+        request, "confirm.html", task=details.record, action=action, applies_to=ACTIONS[action]
+    )
 
 
-async def retry(request: Request) -> Response:
+async def act(request: Request) -> Response:
+    """Do the confirmed action, then show the result."""
     _writable(request)
+    action = _action(request)
     form = await _form(request)
     task_id = _task_id(form.get("id"))
     async with asyncio.timeout(STORE_TIMEOUT_SECONDS):
-        await _board(request).retry(task_id)
-    return RedirectResponse(path_for(request, "task", id=task_id, done="retried"), 303)
+        await _board(request).act(action, task_id)
+    log.info("task action", action=action)  # not the task id: it is the application's data
+    if action == "delete":
+        return RedirectResponse(path_for(request, "tasks", deleted=task_id), 303)
+    return RedirectResponse(path_for(request, "task", id=task_id, done=action), 303)
+
+
+def _action(request: Request) -> str:
+    action = str(request.path_params["action"])
+    if action not in ACTIONS:
+        raise WebError(404, "Not found", f"There is no action {action!r} on a task.")
+    return action
+
+
+async def confirm_retry_all(request: Request) -> Response:
+    """How many FAILED tasks (of one type, or all) retry-all will send back, and the form."""
+    _writable(request)
+    task_type = _task_type(request.query_params.get("type"))
+    async with asyncio.timeout(STORE_TIMEOUT_SECONDS):
+        count = await _board(request).failed_of_type(task_type)
+    return render(request, "confirm_all.html", task_type=task_type, count=count)
+
+
+async def retry_all(request: Request) -> Response:
+    _writable(request)
+    form = await _form(request)
+    task_type = _task_type(form.get("type"))
+    async with asyncio.timeout(RETRY_ALL_TIMEOUT_SECONDS):
+        count = await _board(request).retry_all(task_type)
+    log.info("retried all failed", type=task_type, count=count)
+    return RedirectResponse(path_for(request, "overview", retried=str(count)), 303)
+
+
+def _task_type(text: str | None) -> int | None:
+    """A task type from a form or query ('' or absent: every type)."""
+    if not text:
+        return None
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= MAX_TYPE:
+        raise WebError(400, "Bad request", f"A task type is an integer in 1..{MAX_TYPE}.")
+    return int(text)
 
 
 def _writable(request: Request) -> None:
