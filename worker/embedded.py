@@ -55,8 +55,11 @@ def stop_orphan(data_dir: str | Path) -> bool:
 
 
 def _answers(url: str) -> bool:
+    # A refused connection answers at once; the timeouts only bound a server that hangs, and
+    # are generous so a loaded machine's slow reply is not taken for no server at all (the
+    # next run would then start a second server on the same data).
     try:
-        with redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1) as client:
+        with redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5) as client:
             client.ping()
     except (redis.RedisError, OSError):
         return False

@@ -21,6 +21,8 @@ from tests.servers import wait_for
 from worker.embedded import running_url
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("retryd")
+# Generous: on a loaded 2-core CI machine a Python start plus a valkey start took tens of seconds.
+STARTUP = 120.0
 
 
 @pytest.fixture
@@ -60,13 +62,15 @@ def running(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] != "Z"
 
 
+@pytest.mark.slow  # real processes; it starts its own servers, so one CI pass is enough
+@pytest.mark.timeout(600)
 def test_a_killed_run_leaves_no_server_for_good(project: Path) -> None:
     """SIGKILL a run: its server survives it (an orphan), but the next run stops that orphan,
     keeps its tasks (AOF), starts its own server and stops it when it ends."""
     data_dir = project / "var" / "embedded"
     first = start_run(project)
     try:
-        wait_for(lambda: running_url(data_dir) is not None, "the embedded server", timeout=30)
+        wait_for(lambda: running_url(data_dir) is not None, "the embedded server", timeout=STARTUP)
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
@@ -77,19 +81,19 @@ def test_a_killed_run_leaves_no_server_for_good(project: Path) -> None:
         store.put_all(Record("kept", 1, b"x"))
 
     second = start_run(project, "--burst")
-    assert second.wait(timeout=60) == 0
-    assert not running(orphan_pid)
+    assert second.wait(timeout=STARTUP) == 0
+    wait_for(lambda: not running(orphan_pid), "the orphan to exit", timeout=STARTUP)
     assert running_url(data_dir) is None  # the burst run stopped its own server too
     assert not (data_dir / "server.owner").exists()
 
     third = start_run(project)  # the task ran in the second run: read it back from the AOF
     try:
-        wait_for(lambda: running_url(data_dir) is not None, "the embedded server", timeout=30)
+        wait_for(lambda: running_url(data_dir) is not None, "the embedded server", timeout=STARTUP)
         url = running_url(data_dir)
         assert url is not None
         with SyncRedisStore.from_url(url) as store:
             assert store.get_by_task_id("kept").state == State.CONFIRMED
     finally:
         third.send_signal(signal.SIGTERM)
-        assert third.wait(timeout=30) == 0
+        assert third.wait(timeout=STARTUP) == 0
     assert running_url(data_dir) is None
