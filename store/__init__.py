@@ -1,7 +1,17 @@
-"""retryd's task store: the seed's Store contract, kept in memory or in Redis.
+"""retryd's task store: the seed's Store contract and the worker's side of it, in memory or Redis.
 
 Producers put tasks; workers claim them and record outcomes. This package knows nothing of the
 worker: it is imported by producers, the worker and tests alike.
+
+  protocol.py      Store (the seed's contract), Lifecycle (list, inspect, delete, cancel, retry,
+                   prune) and WorkerStore (both, plus claim, settle, extend, stats, wake-ups,
+                   server facts): what every store implements
+  worker_types.py  the values WorkerStore takes and returns (Claim, Change, Stats, ServerFacts)
+  lifecycle.py     the values Lifecycle returns (TaskDetails, Failure, Pruned, Reason)
+  errors.py        StoreError and its kin; TransientError is what a worker retries
+  factory.py       open_store(url): the store for a URL's scheme
+  memory.py        MemoryStore, the reference implementation
+  redis_store.py   RedisStore (async) and sync.py SyncRedisStore, on redis-py
 """
 
 from store.errors import (
@@ -10,9 +20,13 @@ from store.errors import (
     NotReplicatedError,
     StaleVersionError,
     StateError,
+    StoreAccessDenied,
     StoreError,
+    StoreUnavailable,
+    TransientError,
     ValidationError,
 )
+from store.factory import SCHEMES, open_store
 from store.lifecycle import (
     MAX_REASON_KIND_BYTES,
     MAX_REASON_MESSAGE_BYTES,
@@ -23,16 +37,18 @@ from store.lifecycle import (
 )
 from store.memory import MemoryStore
 from store.presence import Beat, Presence, TypeCounts
-from store.protocol import DEFAULT_MAX_DATA_BYTES, Lifecycle, Store
-from store.queue import Change, Claim, Claimed, Stats
-from store.record import Ordering, Record, State
+from store.protocol import DEFAULT_MAX_DATA_BYTES, Lifecycle, Store, Wakeups, WorkerStore
+from store.record import MAX_TYPE, Ordering, Record, State
 from store.redis_store import RedisStore
 from store.sync import SyncRedisStore
+from store.worker_types import Change, Claim, Claimed, ServerFacts, Stats
 
 __all__ = [
     "DEFAULT_MAX_DATA_BYTES",
     "MAX_REASON_KIND_BYTES",
     "MAX_REASON_MESSAGE_BYTES",
+    "MAX_TYPE",
+    "SCHEMES",
     "Beat",
     "Change",
     "Claim",
@@ -49,14 +65,21 @@ __all__ = [
     "Reason",
     "Record",
     "RedisStore",
+    "ServerFacts",
     "StaleVersionError",
     "State",
     "StateError",
     "Stats",
     "Store",
+    "StoreAccessDenied",
     "StoreError",
+    "StoreUnavailable",
     "SyncRedisStore",
     "TaskDetails",
+    "TransientError",
     "TypeCounts",
     "ValidationError",
+    "Wakeups",
+    "WorkerStore",
+    "open_store",
 ]

@@ -29,11 +29,23 @@ from store.errors import (
     ValidationError,
 )
 from store.lifecycle import Failure, Pruned, Reason, TaskDetails
-from store.presence import MAX_BEAT_PAYLOAD_BYTES, MAX_MEMBER_BYTES, Beat, Presence, TypeCounts
-from store.protocol import check_batch, check_query, check_task_ids, check_update, state_error
-from store.queue import Change, Claim, Claimed, Stats
+from store.presence import Beat, Presence, TypeCounts
+from store.protocol import (
+    check_batch,
+    check_batch_limit,
+    check_beat,
+    check_beats,
+    check_change,
+    check_changes,
+    check_claim,
+    check_query,
+    check_task_ids,
+    check_uint32,
+    check_update,
+    seconds_to_micros,
+    state_error,
+)
 from store.record import (
-    MAX_UINT32,
     Ordering,
     Record,
     State,
@@ -43,6 +55,7 @@ from store.record import (
     to_micros,
     to_utc,
 )
+from store.worker_types import Change, Claim, Claimed, ServerFacts, Stats
 
 __all__ = [
     "AMBIGUOUS",
@@ -51,6 +64,7 @@ __all__ = [
     "REPLICA_ACK_TIMEOUT_MS",
     "Call",
     "Commands",
+    "server_facts",
 ]
 
 Arg = bytes | str | int
@@ -209,9 +223,9 @@ class Commands:
     def claim(self, max_attempts: Mapping[int, int], limit: int, lease_seconds: float) -> Call:
         if not max_attempts:
             raise ValidationError("types", "claim needs at least one task type")
-        args: list[Arg] = [_micros("lease", lease_seconds), _positive("limit", limit)]
+        args: list[Arg] = [check_claim(max_attempts, limit, lease_seconds), limit]
         for task_type, most in max_attempts.items():
-            args += [_positive("type", task_type), _positive("max_attempts", most)]
+            args += [task_type, most]
         keys = [self.keys.tasks, self.keys.index_prefix, self.keys.list_prefix, self.keys.errors]
         return Call("claim", keys, args)
 
@@ -229,8 +243,7 @@ class Commands:
         )
 
     def settle(self, changes: Sequence[Change]) -> Call:
-        if not changes:
-            raise ValidationError("changes", "settle needs at least one change")
+        check_changes(changes)
         batch = b"".join(_pack_change(c) for c in changes)
         keys = [self.keys.tasks, self.keys.index_prefix, self.keys.list_prefix, self.keys.errors]
         return Call("settle", keys, [self.keys.wake_channel, batch])
@@ -241,7 +254,7 @@ class Commands:
 
     def extend(self, records: Sequence[Record], lease_seconds: float) -> Call:
         batch = b"".join(_pack_task_id(r.task_id) + _VERSION.pack(r.version) for r in records)
-        args: list[Arg] = [_micros("lease", lease_seconds), batch]
+        args: list[Arg] = [seconds_to_micros("lease", lease_seconds), batch]
         return Call("extend", [self.keys.tasks, self.keys.index_prefix], args)
 
     def inspect(self, task_id: str) -> Call:
@@ -270,17 +283,17 @@ class Commands:
         return Call("retry", keys, [self.keys.wake_channel, *ids], ids)
 
     def retry_failed(self, task_type: int | None, limit: int) -> Call:
-        type_arg = 0 if task_type is None else _positive("type", task_type)
-        args: list[Arg] = [self.keys.wake_channel, type_arg, _batch_limit(limit)]
+        type_arg = 0 if task_type is None else check_uint32("type", task_type)
+        args: list[Arg] = [self.keys.wake_channel, type_arg, check_batch_limit(limit)]
         keys = [self.keys.tasks, self.keys.types, self.keys.index_prefix, self.keys.list_prefix]
         return Call("retry_failed", keys, args)
 
     def prune(self, confirmed_seconds: float, failed_seconds: float, limit: int) -> Call:
         args: list[Arg] = [
-            _micros("confirmed", confirmed_seconds),
-            _micros("failed", failed_seconds),
+            seconds_to_micros("confirmed", confirmed_seconds),
+            seconds_to_micros("failed", failed_seconds),
         ]
-        args.append(_batch_limit(limit))
+        args.append(check_batch_limit(limit))
         keys = [self.keys.tasks, self.keys.types, self.keys.index_prefix, self.keys.list_prefix]
         return Call("prune", [*keys, self.keys.errors], args)
 
@@ -311,17 +324,12 @@ class Commands:
         return sorted(counts, key=lambda c: c.type)
 
     def beat(self, member: str, payload: bytes, forget_after_seconds: float) -> Call:
-        _check_member(member)
-        if not isinstance(payload, bytes) or len(payload) > MAX_BEAT_PAYLOAD_BYTES:
-            raise ValidationError("payload", f"must be bytes, at most {MAX_BEAT_PAYLOAD_BYTES}")
-        forget_after = _span("forget_after", forget_after_seconds)
+        forget_after = check_beat(member, payload, forget_after_seconds)
         keys = [self.keys.presence, self.keys.presence_payloads]
         return Call("beat", keys, [member, payload, forget_after])
 
     def beats(self, within_seconds: float, limit: int) -> Call:
-        within = _span("within", within_seconds)
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
-            raise ValidationError("limit", f"must be an int in 1..1000, got {limit!r}")
+        within = check_beats(within_seconds, limit)
         keys = [self.keys.presence, self.keys.presence_payloads]
         return Call("beats", keys, [within, limit])
 
@@ -363,10 +371,18 @@ def _failure_or_none(packed: Any) -> Failure | None:
     return decode_failure(packed) if isinstance(packed, bytes) and packed else None
 
 
-def _batch_limit(limit: int) -> int:
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100_000:
-        raise ValidationError("limit", f"must be an int in 1..100000, got {limit!r}")
-    return limit
+def server_facts(info: Mapping[str, Any]) -> ServerFacts:
+    """ServerFacts from an INFO reply (a cluster client answers per node: the first is read)."""
+    if "redis_version" not in info and info and all(isinstance(v, dict) for v in info.values()):
+        info = next(iter(info.values()))
+    version = f"redis {info.get('redis_version', '?')}"
+    if "valkey_version" in info:
+        version = f"valkey {info['valkey_version']}"
+    return ServerFacts(
+        version=version,
+        persistent=bool(int(info.get("aof_enabled", 0))),
+        eviction_policy=str(info.get("maxmemory_policy", "noeviction")),
+    )
 
 
 _NEW_RECORD = struct.Struct(">IBIBqqI")
@@ -407,37 +423,8 @@ def _pack_new_record(r: Record) -> bytes:
 
 def _pack_change(c: Change) -> bytes:
     """One change of a settle batch, laid out as settle.lua reads it."""
-    state = check_state("state", c.state)
-    if not 0 <= c.failed_attempts <= MAX_UINT32:
-        raise ValidationError("failed_attempts", f"must be in 0..{MAX_UINT32}")
-    delay = _micros("delay", c.delay_seconds)
+    state, delay = check_change(c)
     # Cut again here: a Reason built directly (not through Reason.of) may be of any size.
     reason = encode_reason(c.reason and Reason.of(c.reason.kind, c.reason.message))
     fields = _CHANGE.pack(c.record.version, int(state), c.failed_attempts, delay)
     return _pack_task_id(c.record.task_id) + fields + _TASK_ID_SIZE.pack(len(reason)) + reason
-
-
-def _micros(field: str, seconds: float) -> int:
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 0:
-        raise ValidationError(field, f"must be a number of seconds >= 0, got {seconds!r}")
-    return round(seconds * 1_000_000)
-
-
-def _positive(field: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_UINT32:
-        raise ValidationError(field, f"must be an int in 1..{MAX_UINT32}, got {value!r}")
-    return value
-
-
-def _span(field: str, seconds: float) -> int:
-    """A duration of more than 0 seconds, as microseconds a script can hold exactly."""
-    micros = _micros(field, seconds)
-    if not 1 <= micros <= _LUA_MAX_INT:
-        raise ValidationError(field, f"must be more than 0 seconds, got {seconds!r}")
-    return micros
-
-
-def _check_member(member: str) -> None:
-    size = len(member.encode("utf-8", "surrogatepass")) if isinstance(member, str) else 0
-    if not 1 <= size <= MAX_MEMBER_BYTES:
-        raise ValidationError("member", f"must be a str of 1..{MAX_MEMBER_BYTES} bytes of UTF-8")

@@ -38,12 +38,15 @@ import redis.sentinel
 from redis.asyncio.connection import URL_QUERY_ARGUMENT_PARSERS
 
 __all__ = [
+    "REDIS_SCHEMES",
     "AsyncClient",
     "SyncClient",
     "Target",
+    "answers",
     "async_client_from_url",
     "parse_url",
     "redact",
+    "shut_down",
     "sync_client_from_url",
 ]
 
@@ -57,8 +60,30 @@ _MULTI = {
     "redis+sentinel": ("sentinel", False),
     "rediss+sentinel": ("sentinel", True),
 }
+# Every URL scheme this module opens, in the order error messages list them.
+REDIS_SCHEMES = ("redis", "rediss", "unix", *_MULTI)
 _QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
 _DEFAULT_PORT = {"cluster": 6379, "sentinel": 26379}
+
+
+def answers(url: str, *, timeout_seconds: float) -> bool:
+    """Whether a Redis server answers PING at url within timeout_seconds (never raises)."""
+    options = {"socket_timeout": timeout_seconds, "socket_connect_timeout": timeout_seconds}
+    try:
+        with redis.Redis.from_url(url, **options) as client:
+            client.ping()
+    except (redis.RedisError, OSError, ValueError):
+        return False
+    return True
+
+
+def shut_down(url: str) -> None:
+    """SHUTDOWN the server at url (it flushes its append-only file first); for the embedded
+    server that `retryd run` started and a killed run left behind."""
+    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=1)
+    # The server closes the connection as it goes down: that error is the answer asked for.
+    with client, contextlib.suppress(redis.ConnectionError):
+        client.shutdown()
 
 
 def redact(url: str) -> str:

@@ -8,7 +8,10 @@ __all__ = [
     "NotReplicatedError",
     "StaleVersionError",
     "StateError",
+    "StoreAccessDenied",
     "StoreError",
+    "StoreUnavailable",
+    "TransientError",
     "ValidationError",
 ]
 
@@ -34,7 +37,31 @@ class StateError(StoreError):
     CONFIRMED task, retry of a PENDING one); nothing was written."""
 
 
-class NotReplicatedError(StoreError):
+class TransientError(StoreError):
+    """Raised when a call failed for a reason that passes: the same call may succeed later.
+
+    The worker rides these out with backoff; every other StoreError is a refusal to act on.
+    """
+
+
+class StoreUnavailable(TransientError):  # noqa: N818 - `except StoreUnavailable` reads as the state
+    """Raised when the store's server cannot be reached, refuses or fails a call, or does not
+    answer in time (a connection lost, a failover, a server still loading its data)."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(f"{kind}: {detail}" if detail else kind)
+        # What went wrong, in a word: the client library's error class ("ConnectionError").
+        # Safe to show anywhere; detail names hosts and ports, never a password.
+        self.kind = kind
+        self.detail = detail
+
+
+class StoreAccessDenied(StoreUnavailable):
+    """Raised when the server refuses our credentials or a command (ACL): unavailable to us
+    until an operator mends the user or its rules, so still worth retrying in a daemon."""
+
+
+class NotReplicatedError(TransientError):
     """Raised when a write was not confirmed by replicas_to_ack replicas in time: it may be lost
     in a failover, so it must not be taken as acknowledged."""
 

@@ -1,26 +1,39 @@
-"""MemoryStore: the reference implementation of the Store contract, in one process's memory.
+"""MemoryStore: the reference implementation of Store and WorkerStore, in one process's memory.
 
-It defines the contract's behaviour in the plainest code we can write; RedisStore must agree with
-it operation for operation (tests/store/test_stateful.py drives both at once). Use it in tests of
-applications that produce tasks. It is not shared between processes and keeps nothing on exit.
+It defines the contracts' behaviour in the plainest code we can write; RedisStore must agree with
+it operation for operation (tests/store/test_stateful.py and test_worker_contract.py). Use it in
+tests of applications that produce tasks, and to run a Worker without a server
+(tests/worker/test_worker_memory.py). It is not shared between processes and keeps nothing on exit.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Self
 
-from store.errors import ExistsError, NotFoundError, StaleVersionError, ValidationError
-from store.lifecycle import Failure, Pruned, TaskDetails
+from store.errors import ExistsError, NotFoundError, StaleVersionError
+from store.lifecycle import Failure, Pruned, Reason, TaskDetails
+from store.presence import Beat, Presence, TypeCounts
 from store.protocol import (
     DEFAULT_MAX_DATA_BYTES,
+    Wakeups,
     check_batch,
+    check_batch_limit,
+    check_beat,
+    check_beats,
+    check_changes,
+    check_claim,
     check_query,
     check_task_ids,
+    check_uint32,
     check_update,
+    seconds_to_micros,
     state_error,
 )
 from store.record import (
-    MAX_UINT32,
     Ordering,
     Record,
     State,
@@ -30,8 +43,14 @@ from store.record import (
     to_micros,
     to_utc,
 )
+from store.worker_types import Change, Claim, Claimed, ServerFacts, Stats
 
 __all__ = ["MemoryStore"]
+
+# The last failure claim records for a lease that ran out (claim.lua writes the same text).
+_LEASE_EXPIRED = (
+    "the lease ran out without an outcome: the worker that held it stopped or lost Redis"
+)
 
 
 class MemoryStore:
@@ -42,6 +61,19 @@ class MemoryStore:
         self._errors: dict[str, Failure] = {}  # task id -> its last failure
         self._last_id = 0
         self._max_data_bytes = max_data_bytes
+        # Task ids under a lease (Redis keeps this as a flag in the packed record).
+        self._leased: set[str] = set()
+        self._subscribers: set[asyncio.Event] = set()
+        self._beats: dict[str, tuple[datetime, bytes]] = {}  # member -> its last beat
+
+    async def aclose(self) -> None:
+        """Nothing to release: the records stay, for whoever holds the store."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     async def put_all(self, *records: Record) -> None:
         check_batch(records, self._max_data_bytes)
@@ -60,6 +92,8 @@ class MemoryStore:
             )
             self._records[record.task_id] = stored
             stored.copy_to(record)
+        if any(r.state is State.PENDING and _at_or_before(r.next_attempt_at, now) for r in records):
+            self._wake()
 
     async def update(self, record: Record) -> None:
         next_attempt_micros = check_update(record)
@@ -70,6 +104,7 @@ class MemoryStore:
         stored.failed_attempts = record.failed_attempts
         stored.next_attempt_at = from_micros(next_attempt_micros)
         stored.version += 1
+        self._leased.discard(record.task_id)
         stored.copy_to(record)
 
     async def get_by_task_id(self, task_id: str) -> Record:
@@ -129,6 +164,7 @@ class MemoryStore:
             stored = self._records[task_id]
             stored.state, stored.next_attempt_at = State.FAILED, now
             stored.version += 1
+            self._leased.discard(task_id)
             self._errors[task_id] = Failure("Cancelled", "cancelled", now, stored.failed_attempts)
         return len(ids)
 
@@ -136,12 +172,13 @@ class MemoryStore:
         ids = self._existing(task_ids, State.FAILED, "retry")
         for task_id in ids:
             self._send_back(self._records[task_id])
+        self._wake()
         return len(ids)
 
     async def retry_failed(self, task_type: int | None = None, *, limit: int = 1000) -> int:
         if task_type is not None:
-            _check_limit("type", task_type, MAX_UINT32)
-        _check_limit("limit", limit, 100_000)
+            check_uint32("type", task_type)
+        check_batch_limit(limit)
         failed = [
             r
             for r in self._records.values()
@@ -150,6 +187,8 @@ class MemoryStore:
         failed.sort(key=lambda r: to_micros("next_attempt_at", r.next_attempt_at))
         for record in failed[:limit]:
             self._send_back(record)
+        if failed:
+            self._wake()
         return len(failed[:limit])
 
     async def prune(
@@ -157,8 +196,8 @@ class MemoryStore:
     ) -> Pruned:
         keep = {State.CONFIRMED: confirmed_seconds, State.FAILED: failed_seconds}
         for name, seconds in zip(("confirmed", "failed"), keep.values(), strict=True):
-            _check_seconds(name, seconds)
-        _check_limit("limit", limit, 100_000)
+            seconds_to_micros(name, seconds)
+        check_batch_limit(limit)
         now, pruned = _now(), {State.CONFIRMED: 0, State.FAILED: 0}
         for state, seconds in keep.items():
             cutoff = now - timedelta(seconds=seconds)
@@ -191,27 +230,181 @@ class MemoryStore:
     def _drop(self, task_id: str) -> None:
         del self._records[task_id]
         self._errors.pop(task_id, None)
+        self._leased.discard(task_id)
 
-    @staticmethod
-    def _send_back(stored: Record) -> None:
+    def _send_back(self, stored: Record) -> None:
         stored.state, stored.failed_attempts = State.PENDING, 0
         stored.next_attempt_at = _now()
         stored.version += 1
+        self._leased.discard(stored.task_id)
 
     async def count_by_state(self, state: State) -> int:
         state = check_state("state", state)
         return sum(1 for r in self._records.values() if r.state == state)
 
+    async def claim(
+        self, max_attempts: Mapping[int, int], *, limit: int, lease_seconds: float
+    ) -> Claim:
+        lease = timedelta(microseconds=check_claim(max_attempts, limit, lease_seconds))
+        now = _now()
+        due = sorted(
+            (r for r in self._pending(max_attempts) if _at_or_before(r.next_attempt_at, now)),
+            key=lambda r: (r.next_attempt_at, r.task_id),
+        )
+        tasks = []
+        for stored in due[:limit]:
+            due_at = stored.next_attempt_at
+            assert due_at is not None, "a stored record always has next_attempt_at"
+            if self._lease(stored, max_attempts[stored.type], now, lease):
+                tasks.append(Claimed(stored.clone(), due_at))
+        schedule = [r.next_attempt_at for r in self._pending(max_attempts) if r.next_attempt_at]
+        next_due = min(schedule, default=None)
+        return Claim(now=now, tasks=tasks, next_due=next_due, damaged=[])
+
+    def _pending(self, max_attempts: Mapping[int, int]) -> list[Record]:
+        return [
+            r for r in self._records.values() if r.state is State.PENDING and r.type in max_attempts
+        ]
+
+    def _lease(self, stored: Record, max_attempts: int, now: datetime, lease: timedelta) -> bool:
+        """Lease one due task, or fail it when its abandoned leases used up its attempts (as
+        claim.lua: a task still leased when claimed again was abandoned by a crashed worker)."""
+        stored.version += 1
+        if stored.task_id in self._leased:
+            stored.failed_attempts += 1
+            self._errors[stored.task_id] = Failure(
+                "LeaseExpired", _LEASE_EXPIRED, now, stored.failed_attempts
+            )
+        if stored.failed_attempts >= max_attempts:
+            stored.state, stored.next_attempt_at = State.FAILED, now
+            self._leased.discard(stored.task_id)
+            return False
+        stored.next_attempt_at = now + lease
+        self._leased.add(stored.task_id)
+        return True
+
+    async def settle(self, changes: Sequence[Change]) -> list[bool]:
+        check_changes(changes)
+        now = _now()
+        applied, wake = [], False
+        for change in changes:
+            stored = self._records.get(change.record.task_id)
+            if stored is None or stored.version != change.record.version:
+                applied.append(False)
+                continue
+            stored.state = State(change.state)
+            stored.failed_attempts = change.failed_attempts
+            stored.next_attempt_at = now + _seconds(change.delay_seconds)
+            stored.version += 1
+            self._leased.discard(stored.task_id)
+            if change.reason is not None:
+                reason = Reason.of(change.reason.kind, change.reason.message)
+                self._errors[stored.task_id] = Failure(
+                    reason.kind, reason.message, now, change.failed_attempts
+                )
+            applied.append(True)
+            wake = wake or (stored.state is State.PENDING and change.delay_seconds == 0)
+        if wake:
+            self._wake()
+        return applied
+
+    async def extend(self, records: Sequence[Record], *, lease_seconds: float) -> list[bool]:
+        lease = timedelta(microseconds=seconds_to_micros("lease", lease_seconds))
+        now = _now()
+        held = []
+        for record in records:
+            stored = self._records.get(record.task_id)
+            holds = (
+                stored is not None
+                and stored.version == record.version
+                and stored.state is State.PENDING
+                and record.task_id in self._leased
+            )
+            if stored is not None and holds:
+                stored.next_attempt_at = now + lease
+            held.append(holds)
+        return held
+
+    async def stats(self) -> Stats:
+        now = _now()
+        counts = dict.fromkeys(State, 0)
+        ready: list[datetime] = []
+        ready_by_type: dict[int, int] = {}
+        for r in self._records.values():
+            counts[r.state] += 1
+            if r.state is State.PENDING and _at_or_before(r.next_attempt_at, now):
+                assert r.next_attempt_at is not None
+                ready.append(r.next_attempt_at)
+                ready_by_type[r.type] = ready_by_type.get(r.type, 0) + 1
+        return Stats(
+            now=now,
+            pending=counts[State.PENDING],
+            confirmed=counts[State.CONFIRMED],
+            failed=counts[State.FAILED],
+            ready=len(ready),
+            oldest_ready_at=min(ready, default=None),
+            ready_by_type=ready_by_type,
+        )
+
+    @contextlib.asynccontextmanager
+    async def wakeups(self) -> AsyncIterator[Wakeups]:
+        event = asyncio.Event()
+        self._subscribers.add(event)
+        try:
+            yield _EventWakeups(event)
+        finally:
+            self._subscribers.discard(event)
+
+    def _wake(self) -> None:
+        for event in self._subscribers:
+            event.set()
+
+    async def count_by_type(self) -> list[TypeCounts]:
+        counts: dict[int, list[int]] = {}
+        for r in self._records.values():
+            counts.setdefault(r.type, [0, 0, 0])[int(r.state) - 1] += 1
+        return [TypeCounts(t, *c) for t, c in sorted(counts.items())]
+
+    async def beat(self, member: str, payload: bytes, *, forget_after_seconds: float) -> datetime:
+        forget_after = timedelta(microseconds=check_beat(member, payload, forget_after_seconds))
+        now = _now()
+        self._beats[member] = (now, payload)
+        for silent in [m for m, (at, _) in self._beats.items() if at < now - forget_after]:
+            del self._beats[silent]
+        return now
+
+    async def beats(self, *, within_seconds: float, limit: int = 1000) -> Presence:
+        within = timedelta(microseconds=check_beats(within_seconds, limit))
+        now = _now()
+        recent = [Beat(m, at, p) for m, (at, p) in self._beats.items() if at >= now - within]
+        recent.sort(key=lambda b: b.at, reverse=True)
+        return Presence(now, recent[:limit])
+
+    async def which_exist(self, task_ids: Collection[str]) -> set[str]:
+        return {check_task_id(task_id) for task_id in task_ids} & self._records.keys()
+
+    async def server_facts(self) -> ServerFacts:
+        return ServerFacts(version="memory", persistent=False, eviction_policy="noeviction")
+
+
+class _EventWakeups:
+    """Wakeups of one subscriber: set by the store, cleared by the waiter."""
+
+    def __init__(self, event: asyncio.Event) -> None:
+        self._event = event
+
+    async def wait(self) -> None:
+        await self._event.wait()
+        self._event.clear()
+
+
+def _at_or_before(moment: datetime | None, now: datetime) -> bool:
+    return moment is not None and moment <= now
+
+
+def _seconds(seconds: float) -> timedelta:
+    return timedelta(microseconds=seconds_to_micros("delay", seconds))
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _check_limit(field: str, value: object, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
-        raise ValidationError(field, f"must be an int in 1..{high}, got {value!r}")
-
-
-def _check_seconds(field: str, seconds: object) -> None:
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 0:
-        raise ValidationError(field, f"must be a number of seconds >= 0, got {seconds!r}")

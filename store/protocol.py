@@ -1,20 +1,36 @@
-"""The Store contract (the seed's Go interface, in async Python) and the checks both stores share.
+"""The store's contracts and the checks every store shares.
 
-The shared checks live here so that MemoryStore and RedisStore refuse exactly the same input with
-exactly the same messages: the contract suite runs one set of tests against both.
+Store is the seed's producer contract (its Go interface, in async Python). Lifecycle is what an
+operator does to stored tasks. WorkerStore is both, plus what the worker needs (claim, settle,
+extend, stats, wake-ups, server facts): the worker, the CLI and the dashboard are written against
+WorkerStore alone, so any store that implements it runs them.
+
+The shared checks live here so that every store refuses exactly the same input with exactly the
+same messages: the contract suite runs one set of tests against all of them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
 
 from store.errors import ExistsError, StateError, ValidationError
 from store.lifecycle import Pruned, TaskDetails
-from store.record import Ordering, Record, State, check_state, check_task_id, to_micros
+from store.presence import MAX_BEAT_PAYLOAD_BYTES, MAX_MEMBER_BYTES, Presence, TypeCounts
+from store.record import (
+    MAX_UINT32,
+    Ordering,
+    Record,
+    State,
+    check_state,
+    check_task_id,
+    to_micros,
+)
+from store.worker_types import Change, Claim, ServerFacts, Stats
 
-__all__ = ["DEFAULT_MAX_DATA_BYTES", "Lifecycle", "Store"]
+__all__ = ["DEFAULT_MAX_DATA_BYTES", "Lifecycle", "Store", "Wakeups", "WorkerStore"]
 
 DEFAULT_MAX_DATA_BYTES = 1024 * 1024
 
@@ -87,6 +103,57 @@ class Lifecycle(Protocol):
         forever. Atomic per call, so any number of workers may prune at once."""
 
 
+class Wakeups(Protocol):
+    """A subscription to "a task became due now" (a task put, a retry settled due at once)."""
+
+    async def wait(self) -> None:
+        """Return at the next wake-up; wake-ups that came while nobody waited count once."""
+
+
+class WorkerStore(Store, Lifecycle, Protocol):
+    """The worker's side of a store: what a Worker, `retryd run` and the CLI call.
+
+    Every failure the server may recover from is a TransientError (StoreUnavailable,
+    NotReplicatedError); "now" is always the store's clock, never the caller's.
+    """
+
+    async def claim(
+        self, max_attempts: Mapping[int, int], *, limit: int, lease_seconds: float
+    ) -> Claim:
+        """Lease up to limit due PENDING tasks of the given types (type -> max_attempts)."""
+
+    async def settle(self, changes: Sequence[Change]) -> list[bool]:
+        """Apply each change whose record still holds its version; False for the others."""
+
+    async def extend(self, records: Sequence[Record], *, lease_seconds: float) -> list[bool]:
+        """Push forward the leases still held at each record's version; False where lost."""
+
+    async def stats(self) -> Stats:
+        """Counts per state, due-now count and oldest due instant, in one snapshot."""
+
+    def wakeups(self) -> AbstractAsyncContextManager[Wakeups]:
+        """Subscribe to wake-ups for the length of an `async with` block."""
+
+    async def count_by_type(self) -> list[TypeCounts]:
+        """Tasks per state of every type, by type, in one snapshot."""
+
+    async def beat(self, member: str, payload: bytes, *, forget_after_seconds: float) -> datetime:
+        """Say member is alive with payload; forget members silent for longer than
+        forget_after_seconds. Returns the store's now."""
+
+    async def beats(self, *, within_seconds: float, limit: int = 1000) -> Presence:
+        """The members that beat within the last within_seconds, latest first."""
+
+    async def which_exist(self, task_ids: Collection[str]) -> set[str]:
+        """The given task ids that are stored (one round trip, however many)."""
+
+    async def server_facts(self) -> ServerFacts:
+        """Ask the server who it is and whether it may lose acknowledged tasks."""
+
+    async def aclose(self) -> None:
+        """Release the store's connections (those it opened itself)."""
+
+
 def check_batch(records: Sequence[Record], max_data_bytes: int) -> None:
     """Refuse a put_all batch that no store may accept, before anything is written."""
     if not records:
@@ -156,3 +223,88 @@ def check_task_ids(task_ids: Sequence[str]) -> list[str]:
     if isinstance(task_ids, str) or not task_ids:
         raise ValidationError("task_ids", "give at least one task id")
     return list(dict.fromkeys(check_task_id(t) for t in task_ids))
+
+
+def check_claim(max_attempts: Mapping[int, int], limit: int, lease_seconds: float) -> int:
+    """Validate claim's arguments; return the lease in microseconds."""
+    if not max_attempts:
+        raise ValidationError("types", "claim needs at least one task type")
+    lease = seconds_to_micros("lease", lease_seconds)
+    check_uint32("limit", limit)
+    for task_type, most in max_attempts.items():
+        check_uint32("type", task_type)
+        check_uint32("max_attempts", most)
+    return lease
+
+
+def check_changes(changes: Sequence[Change]) -> None:
+    """Refuse a settle batch that is empty or holds a malformed change, before any write."""
+    if not changes:
+        raise ValidationError("changes", "settle needs at least one change")
+    for change in changes:
+        check_change(change)
+
+
+def check_change(change: Change) -> tuple[State, int]:
+    """Validate one change; return its state and its delay in microseconds."""
+    state = check_state("state", change.state)
+    if not 0 <= change.failed_attempts <= MAX_UINT32:
+        raise ValidationError("failed_attempts", f"must be in 0..{MAX_UINT32}")
+    return state, seconds_to_micros("delay", change.delay_seconds)
+
+
+def seconds_to_micros(field: str, seconds: float) -> int:
+    """A duration of at least 0 seconds as integer microseconds, or ValidationError."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 0:
+        raise ValidationError(field, f"must be a number of seconds >= 0, got {seconds!r}")
+    return round(seconds * 1_000_000)
+
+
+def check_uint32(field: str, value: int) -> int:
+    """value when it is an int in 1..MAX_UINT32, else ValidationError."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_UINT32:
+        raise ValidationError(field, f"must be an int in 1..{MAX_UINT32}, got {value!r}")
+    return value
+
+
+# The most tasks one retry_failed or prune call handles: a bounded slice of work per call.
+MAX_BATCH_LIMIT = 100_000
+
+
+def check_batch_limit(limit: int) -> int:
+    """limit when it is an int in 1..MAX_BATCH_LIMIT, else ValidationError."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_BATCH_LIMIT:
+        raise ValidationError("limit", f"must be an int in 1..{MAX_BATCH_LIMIT}, got {limit!r}")
+    return limit
+
+
+# The longest span a beat or a look at beats may cover: microseconds a script holds exactly.
+MAX_SPAN_MICROS = 2**53
+# The most members one look at beats returns.
+MAX_BEATS = 1000
+
+
+def check_span(field: str, seconds: float) -> int:
+    """A duration of more than 0 seconds, as microseconds."""
+    micros = seconds_to_micros(field, seconds)
+    if not 1 <= micros <= MAX_SPAN_MICROS:
+        raise ValidationError(field, f"must be more than 0 seconds, got {seconds!r}")
+    return micros
+
+
+def check_beat(member: str, payload: bytes, forget_after_seconds: float) -> int:
+    """Validate a beat; return forget_after in microseconds."""
+    size = len(member.encode("utf-8", "surrogatepass")) if isinstance(member, str) else 0
+    if not 1 <= size <= MAX_MEMBER_BYTES:
+        raise ValidationError("member", f"must be a str of 1..{MAX_MEMBER_BYTES} bytes of UTF-8")
+    if not isinstance(payload, bytes) or len(payload) > MAX_BEAT_PAYLOAD_BYTES:
+        raise ValidationError("payload", f"must be bytes, at most {MAX_BEAT_PAYLOAD_BYTES}")
+    return check_span("forget_after", forget_after_seconds)
+
+
+def check_beats(within_seconds: float, limit: int) -> int:
+    """Validate a look at beats; return within in microseconds."""
+    within = check_span("within", within_seconds)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_BEATS:
+        raise ValidationError("limit", f"must be an int in 1..{MAX_BEATS}, got {limit!r}")
+    return within

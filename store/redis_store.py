@@ -1,4 +1,4 @@
-"""RedisStore: the Store contract on Redis, plus the worker-facing claim/settle/extend/stats.
+"""RedisStore: the Store, Lifecycle and WorkerStore contracts on Redis (async).
 
 Key schema (all keys of a namespace share the hash tag {ns}; see store/_keys.py):
   {ns}:tasks              hash: task id -> packed record (store/_codec.py)
@@ -26,7 +26,8 @@ This module never imports the worker: it is the store, used by producers and wor
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Self, cast
 
@@ -36,15 +37,28 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from store._base import RedisStoreBase
 from store._codec import decode_record
-from store._commands import AMBIGUOUS, REPLICA_ACK_TIMEOUT_MS, REPLICATED_SCRIPTS, Call
+from store._commands import (
+    AMBIGUOUS,
+    REPLICA_ACK_TIMEOUT_MS,
+    REPLICATED_SCRIPTS,
+    Call,
+    server_facts,
+)
+from store._redis_errors import translated
 from store._scripts import source
 from store.connection import AsyncClient, async_client_from_url
-from store.errors import ExistsError, NotFoundError, NotReplicatedError
+from store.errors import (
+    ExistsError,
+    NotFoundError,
+    NotReplicatedError,
+    StoreError,
+    StoreUnavailable,
+)
 from store.lifecycle import Pruned, TaskDetails
 from store.presence import Presence, TypeCounts
-from store.protocol import check_query
-from store.queue import Change, Claim, Stats
+from store.protocol import Wakeups, check_query
 from store.record import Ordering, Record, State, check_task_id, from_micros
+from store.worker_types import Change, Claim, ServerFacts, Stats
 
 __all__ = ["RedisStore"]
 
@@ -63,7 +77,8 @@ class RedisStore(RedisStoreBase[AsyncClient]):
     async def aclose(self) -> None:
         """Close the client if this store created it (from_url); leave a caller's client open."""
         if self._owns_client:
-            await self.client.aclose()
+            with translated():
+                await self.client.aclose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -73,13 +88,17 @@ class RedisStore(RedisStoreBase[AsyncClient]):
 
     async def put_all(self, *records: Record) -> None:
         call = self._commands.put_all(records)
+        async with self._guarded():
+            await self._put_all(call, records)
+
+    async def _put_all(self, call: Call, records: Sequence[Record]) -> None:
         try:
-            reply = await self._run(call)
+            reply = await self._run_raw(call)
         except AMBIGUOUS:
             # The script may have run and only its reply been lost: send it once more (on a new
             # connection), and if that finds the batch stored, check it is this very batch.
             try:
-                reply = await self._run(call)
+                reply = await self._run_raw(call)
             except ExistsError:
                 stored = await self.client.hmget(self.keys.tasks, list(call.subjects))
                 if not self._commands.put_all_recovered(records, stored):
@@ -96,7 +115,8 @@ class RedisStore(RedisStoreBase[AsyncClient]):
         decode_record(record.task_id, packed).copy_to(record)
 
     async def get_by_task_id(self, task_id: str) -> Record:
-        packed = await self.client.hget(self.keys.tasks, check_task_id(task_id))
+        async with self._guarded():
+            packed = await self.client.hget(self.keys.tasks, check_task_id(task_id))
         if packed is None:
             raise NotFoundError(f"task {task_id!r} not found")
         return decode_record(task_id, cast(bytes, packed))
@@ -221,11 +241,54 @@ class RedisStore(RedisStoreBase[AsyncClient]):
             await self._run(self._commands.beats(within_seconds, limit))
         )
 
-    def subscribe_wakeups(self) -> PubSub:
-        """A pub/sub connection to subscribe to keys.wake_channel (the caller subscribes)."""
-        return self.client.pubsub(ignore_subscribe_messages=True)
+    @contextlib.asynccontextmanager
+    async def wakeups(self) -> AsyncIterator[Wakeups]:
+        """Subscribed to the namespace's wake channel on a pub/sub connection of its own."""
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        try:
+            async with self._guarded():
+                await pubsub.subscribe(self.keys.wake_channel)
+            yield _PubSubWakeups(pubsub)
+        finally:
+            with contextlib.suppress(StoreError), translated():
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def which_exist(self, task_ids: Collection[str]) -> set[str]:
+        """The given task ids that are stored: one pipeline of HEXISTS."""
+        ids = [check_task_id(task_id) for task_id in task_ids]
+        async with self._guarded(), self.client.pipeline(transaction=False) as pipe:
+            for task_id in ids:
+                pipe.hexists(self.keys.tasks, task_id)
+            stored = await pipe.execute()
+        return {task_id for task_id, found in zip(ids, stored, strict=True) if found}
+
+    async def server_facts(self) -> ServerFacts:
+        """From INFO: the server's version, appendonly and maxmemory-policy."""
+        async with self._guarded():
+            info = await self.client.info()
+        return server_facts(info)
+
+    @contextlib.asynccontextmanager
+    async def _guarded(self) -> AsyncIterator[None]:
+        """Raise the store's errors for redis-py's; after a connection failure, also close the
+        idle pooled connections: a server that dropped one (a restart, a failover) dropped them
+        all, and each would otherwise fail once more after it is back, a second outage."""
+        try:
+            with translated():
+                yield
+        except StoreUnavailable:
+            pool = getattr(self.client, "connection_pool", None)  # a cluster has one per node
+            if pool is not None:
+                with contextlib.suppress(Exception):
+                    await pool.disconnect(inuse_connections=False)
+            raise
 
     async def _run(self, call: Call) -> Any:
+        """Run call's script; redis-py's failures become the store's errors."""
+        async with self._guarded():
+            return await self._run_raw(call)
+
+    async def _run_raw(self, call: Call) -> Any:
         try:
             try:
                 return await self._send(call, by_source=False)
@@ -256,3 +319,15 @@ class RedisStore(RedisStoreBase[AsyncClient]):
             reply, acknowledged = await pipe.execute()
         self._commands.check_replicated(acknowledged, self._replicas_to_ack, call)
         return reply
+
+
+class _PubSubWakeups:
+    """Wakeups on a subscribed redis-py PubSub: any message on the channel is one."""
+
+    def __init__(self, pubsub: PubSub) -> None:
+        self._pubsub = pubsub
+
+    async def wait(self) -> None:
+        with translated():
+            while await self._pubsub.get_message(timeout=None) is None:
+                pass  # a subscribe confirmation, or a wait that ended without a message

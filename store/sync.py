@@ -6,7 +6,8 @@ RedisStore (store/_commands.py), on a plain redis.Redis client.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, Self, cast
 
@@ -16,13 +17,14 @@ from redis.retry import Retry
 from store._base import RedisStoreBase
 from store._codec import decode_record
 from store._commands import AMBIGUOUS, REPLICA_ACK_TIMEOUT_MS, REPLICATED_SCRIPTS, Call
+from store._redis_errors import translated
 from store._scripts import source
 from store.connection import SyncClient, sync_client_from_url
-from store.errors import ExistsError, NotFoundError, NotReplicatedError
+from store.errors import ExistsError, NotFoundError, NotReplicatedError, StoreUnavailable
 from store.lifecycle import Pruned, TaskDetails
 from store.protocol import check_query
-from store.queue import Change
 from store.record import Ordering, Record, State, check_task_id
+from store.worker_types import Change
 
 __all__ = ["SyncRedisStore"]
 
@@ -36,7 +38,8 @@ class SyncRedisStore(RedisStoreBase[SyncClient]):
     def close(self) -> None:
         """Close the client if this store created it (from_url)."""
         if self._owns_client:
-            self.client.close()
+            with translated():
+                self.client.close()
 
     def __enter__(self) -> Self:
         return self
@@ -46,12 +49,16 @@ class SyncRedisStore(RedisStoreBase[SyncClient]):
 
     def put_all(self, *records: Record) -> None:
         call = self._commands.put_all(records)
+        with self._guarded():
+            self._put_all(call, records)
+
+    def _put_all(self, call: Call, records: Sequence[Record]) -> None:
         try:
-            reply = self._run(call)
+            reply = self._run_raw(call)
         except AMBIGUOUS:
             # As RedisStore.put_all: re-send once; EXISTS then means ours only if stored as sent.
             try:
-                reply = self._run(call)
+                reply = self._run_raw(call)
             except ExistsError:
                 stored = self.client.hmget(self.keys.tasks, list(call.subjects))
                 if not self._commands.put_all_recovered(records, stored):
@@ -68,7 +75,8 @@ class SyncRedisStore(RedisStoreBase[SyncClient]):
         decode_record(record.task_id, packed).copy_to(record)
 
     def get_by_task_id(self, task_id: str) -> Record:
-        packed = self.client.hget(self.keys.tasks, check_task_id(task_id))
+        with self._guarded():
+            packed = self.client.hget(self.keys.tasks, check_task_id(task_id))
         if packed is None:
             raise NotFoundError(f"task {task_id!r} not found")
         return decode_record(task_id, cast(bytes, packed))
@@ -151,7 +159,26 @@ class SyncRedisStore(RedisStoreBase[SyncClient]):
         """Apply each change whose record still holds its version; False for the others."""
         return self._commands.flags_done(self._run(self._commands.settle(changes)))
 
+    @contextlib.contextmanager
+    def _guarded(self) -> Iterator[None]:
+        """As RedisStore._guarded: the store's errors, and idle connections closed after a
+        connection failure."""
+        try:
+            with translated():
+                yield
+        except StoreUnavailable:
+            pool = getattr(self.client, "connection_pool", None)  # a cluster has one per node
+            if pool is not None:
+                with contextlib.suppress(Exception):
+                    pool.disconnect(inuse_connections=False)
+            raise
+
     def _run(self, call: Call) -> Any:
+        """Run call's script; redis-py's failures become the store's errors."""
+        with self._guarded():
+            return self._run_raw(call)
+
+    def _run_raw(self, call: Call) -> Any:
         try:
             try:
                 return self._send(call, by_source=False)

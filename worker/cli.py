@@ -10,10 +10,16 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from redis.exceptions import RedisClusterException, RedisError
-
-from store import ExistsError, NotFoundError, StaleVersionError, StateError, ValidationError
+from store import (
+    ExistsError,
+    NotFoundError,
+    StaleVersionError,
+    StateError,
+    StoreUnavailable,
+    ValidationError,
+)
 from worker.errors import ConfigError
+from worker.logs import describe
 from worker.metrics import build_version
 
 __all__ = ["main"]
@@ -61,9 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:  # a malformed Redis URL (its message never shows the password)
         print(f"retryd: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (RedisError, RedisClusterException, OSError) as error:
+    except (StoreUnavailable, OSError) as error:
         # redis-py names host and port in these messages, never the password.
-        print(f"retryd: cannot use Redis: {type(error).__name__}: {error}", file=sys.stderr)
+        print(f"retryd: cannot use Redis: {describe(error)}", file=sys.stderr)
         return EXIT_NOT_FOUND
     except KeyboardInterrupt:
         return 130

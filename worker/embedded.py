@@ -9,12 +9,11 @@ that orphan and stop it rather than use it and leave it running for ever.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from pathlib import Path
 
-import redis
+from store.connection import answers, shut_down
 
 __all__ = ["EmbeddedServer", "running_url", "stop_orphan"]
 
@@ -42,10 +41,7 @@ def stop_orphan(data_dir: str | Path) -> bool:
     url = running_url(data_dir)
     if url is None or _owner_alive(Path(data_dir)):
         return False
-    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=1)
-    # The server closes the connection as it goes down: that error is the answer asked for.
-    with client, contextlib.suppress(redis.ConnectionError):
-        client.shutdown()
+    shut_down(url)
     deadline = time.monotonic() + _SHUTDOWN_SECONDS
     while _answers(url) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -55,15 +51,10 @@ def stop_orphan(data_dir: str | Path) -> bool:
 
 
 def _answers(url: str) -> bool:
-    # A refused connection answers at once; the timeouts only bound a server that hangs, and
-    # are generous so a loaded machine's slow reply is not taken for no server at all (the
+    # A refused connection answers at once; the timeout only bounds a server that hangs, and
+    # is generous so a loaded machine's slow reply is not taken for no server at all (the
     # next run would then start a second server on the same data).
-    try:
-        with redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5) as client:
-            client.ping()
-    except (redis.RedisError, OSError):
-        return False
-    return True
+    return answers(url, timeout_seconds=5.0)
 
 
 def _owner_alive(data_dir: Path) -> bool:

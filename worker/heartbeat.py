@@ -21,8 +21,7 @@ from datetime import UTC, datetime
 
 import structlog
 
-from store import RedisStore, StoreError
-from worker.loop import TRANSIENT
+from store import StoreError, WorkerStore
 from worker.metrics import WorkerMetrics, build_version
 
 __all__ = [
@@ -64,7 +63,7 @@ class WorkerReport:
 
 
 async def beat_until_cancelled(
-    store: RedisStore, report: Callable[[], WorkerReport], *, every_seconds: float = BEAT_SECONDS
+    store: WorkerStore, report: Callable[[], WorkerReport], *, every_seconds: float = BEAT_SECONDS
 ) -> None:
     """Beat now and every every_seconds until the task running this is cancelled."""
     worker_id = new_worker_id()
@@ -73,14 +72,14 @@ async def beat_until_cancelled(
             await store.beat(
                 worker_id, report().encode(), forget_after_seconds=FORGET_AFTER_SECONDS
             )
-        except (*TRANSIENT, StoreError) as error:
+        except StoreError as error:
             # The claim loop reports outages; a second voice would only repeat it.
             log.debug("heartbeat skipped", error=type(error).__name__)
         await asyncio.sleep(every_seconds)
 
 
 @contextlib.asynccontextmanager
-async def beating(store: RedisStore, report: Callable[[], WorkerReport]) -> AsyncIterator[None]:
+async def beating(store: WorkerStore, report: Callable[[], WorkerReport]) -> AsyncIterator[None]:
     """Beat on store for the length of the block, then close store."""
     task = asyncio.create_task(beat_until_cancelled(store, report))
     try:

@@ -23,9 +23,9 @@ from prometheus_client import generate_latest as render
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from store import RedisStore, Stats, StoreError
+from store import Stats, StoreError, WorkerStore
 from worker.config import MetricsSettings
-from worker.loop import TRANSIENT
+from worker.logs import error_kind
 from worker.metrics import build_version, unhandled_ready
 
 __all__ = ["Exposed", "Ticking", "start_observability_server"]
@@ -45,8 +45,9 @@ STATS_TIMEOUT_SECONDS = 3.0
 MIN_STALL_SECONDS = 20.0
 STALL_POLL_PERIODS = 3
 
-# Whatever a stats() call may fail with when Redis is away or refuses: counted, never raised.
-_STATS_ERRORS = (*TRANSIENT, StoreError)
+# Whatever a stats() call may fail with when Redis is away or refuses, or STATS_TIMEOUT_SECONDS
+# running out: counted, never raised.
+_STATS_ERRORS = (StoreError, TimeoutError)
 
 _REASONS = {
     200: "OK",
@@ -95,7 +96,7 @@ class _Response:
 async def start_observability_server(
     settings: MetricsSettings,
     *,
-    store: RedisStore,
+    store: WorkerStore,
     metrics: Exposed | None,
     worker: Ticking | None,
     min_stall_seconds: float = MIN_STALL_SECONDS,
@@ -180,7 +181,7 @@ class _StoreGauges(Collector):
 class _StatsCache:
     """One store.stats() call per STATS_CACHE_SECONDS, shared by every concurrent request."""
 
-    def __init__(self, store: RedisStore, errors: Counter, handled: frozenset[int] | None) -> None:
+    def __init__(self, store: WorkerStore, errors: Counter, handled: frozenset[int] | None) -> None:
         self._store = store
         self._errors = errors
         self._handled = handled
@@ -211,10 +212,11 @@ class _StatsCache:
                 stats = await self._store.stats()
         except _STATS_ERRORS as error:
             self._errors.inc()
+            kind = error_kind(error)
             if self._error is None:
-                log.warning("redis stats unavailable", error=type(error).__name__)
-            # The class name only: redis-py messages name hosts, and a URL could carry a password.
-            self._error = f"redis unavailable ({type(error).__name__})"
+                log.warning("redis stats unavailable", error=kind)
+            # The kind only: the client's messages name hosts, and a URL could carry a password.
+            self._error = f"redis unavailable ({kind})"
         else:
             if self._error is not None:
                 log.info("redis stats available again")
@@ -243,7 +245,7 @@ class _Site:
 
     def __init__(
         self,
-        store: RedisStore,
+        store: WorkerStore,
         metrics: Exposed | None,
         worker: Ticking | None,
         min_stall_seconds: float,

@@ -14,11 +14,26 @@ from urllib.parse import unquote, urlsplit
 
 import structlog
 
+from store import StoreUnavailable
 from worker.config import LogSettings
 
-__all__ = ["configure_logging", "scrub", "secrets_of_url"]
+__all__ = ["configure_logging", "describe", "error_kind", "scrub", "secrets_of_url"]
 
 REDACTED = "***"
+
+
+def error_kind(error: BaseException) -> str:
+    """What failed, in a word safe to show anywhere: the client's error class a StoreUnavailable
+    stands for ("ConnectionError"), else the error's own class."""
+    return error.kind if isinstance(error, StoreUnavailable) else type(error).__name__
+
+
+def describe(error: BaseException) -> str:
+    """'Kind: message' for a log line or a CLI error: StoreUnavailable by the client's error
+    class it stands for (its text starts with it), anything else by its own class."""
+    if isinstance(error, StoreUnavailable):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
 
 
 def secrets_of_url(url: str) -> list[str]:

@@ -2,7 +2,7 @@
 
 Four small loops share one event loop: the claimer (leases what it can run), the writer (settles
 outcomes, one script call per batch), the lease keeper (extends leases of running handlers) and
-the listener (wakes the claimer when tasks are put). Redis decides what is due, by its clock.
+the listener (wakes the claimer when tasks are put). The store decides what is due, by its clock.
 This module talks to the store through its public API only.
 """
 
@@ -17,9 +17,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from redis.exceptions import RedisClusterException, RedisError
 
-from store import Change, Claim, Claimed, NotReplicatedError, RedisStore, StoreError
+from store import (
+    Change,
+    Claim,
+    Claimed,
+    NotReplicatedError,
+    StoreError,
+    TransientError,
+    WorkerStore,
+)
 from worker.config import Config, RetrySettings
 from worker.errors import ConfigError
 from worker.metrics import WorkerMetrics
@@ -32,11 +39,6 @@ __all__ = ["Worker"]
 
 log = structlog.get_logger("retryd.worker")
 
-# What a Redis call may fail with while the server is away (connection, timeout, loading,
-# failover); OSError for sockets that fail below redis-py; RedisClusterException for a cluster
-# none of whose nodes answers (redis-py does not derive it from RedisError); NotReplicatedError
-# for a write no replica confirmed (replicas_to_ack): retried like any other failed call.
-TRANSIENT = (RedisError, RedisClusterException, OSError, NotReplicatedError)
 _SETTLE_BATCH = 1000
 _MIN_FLUSH_SECONDS = 5.0
 _HELPERS_STOP_SECONDS = 1.0
@@ -62,11 +64,11 @@ class _Pending:
 
 
 class Worker:
-    """Runs the handlers of a Registry on the tasks of a RedisStore, until stopped."""
+    """Runs the handlers of a Registry on the tasks of a WorkerStore, until stopped."""
 
     def __init__(
         self,
-        store: RedisStore,
+        store: WorkerStore,
         registry: Registry,
         config: Config,
         *,
@@ -180,7 +182,7 @@ class Worker:
             claim = await self._store.claim(
                 self._max_attempts, limit=limit, lease_seconds=self._settings.lease
             )
-        except TRANSIENT as error:
+        except TransientError as error:
             await self._pause(self._outage.failed(error))
             return None
         except StoreError as error:
@@ -306,7 +308,7 @@ class Worker:
                 # new master has none for seconds): not an outage, and claims still succeed.
                 self._stall_writer(error)
                 await asyncio.sleep(_NOT_REPLICATED_RETRY_SECONDS)
-            except TRANSIENT as error:
+            except TransientError as error:
                 self._stall_writer(error)
                 await asyncio.sleep(self._outage.failed(error))
         self._outage.recovered()
@@ -352,7 +354,7 @@ class Worker:
                 continue
             try:
                 held = await self._store.extend(records, lease_seconds=self._settings.lease)
-            except TRANSIENT as error:
+            except TransientError as error:
                 self._outage.failed(error)
                 continue
             self._outage.recovered()
@@ -367,20 +369,15 @@ class Worker:
 
     async def _listen_for_wakeups(self) -> None:
         while True:
-            pubsub = self._store.subscribe_wakeups()
             try:
-                await pubsub.subscribe(self._store.keys.wake_channel)
-                self._outage.recovered()
-                self._nudge.set()  # tasks put while we were not subscribed: look once
-                while True:
-                    message = await pubsub.get_message(timeout=None)
-                    if message is not None:
+                async with self._store.wakeups() as wakeups:
+                    self._outage.recovered()
+                    self._nudge.set()  # tasks put while we were not subscribed: look once
+                    while True:
+                        await wakeups.wait()
                         self._nudge.set()
-            except TRANSIENT as error:
+            except TransientError as error:
                 await asyncio.sleep(self._outage.failed(error))
-            finally:
-                with contextlib.suppress(*TRANSIENT):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _drain(self) -> None:
         """Let running handlers finish within shutdown_grace, release the rest, flush outcomes."""

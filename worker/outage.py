@@ -7,6 +7,7 @@ import time
 import structlog
 from tenacity import RetryCallState, wait_exponential, wait_random
 
+from worker.logs import describe
 from worker.metrics import WorkerMetrics
 
 __all__ = ["Outage"]
@@ -53,5 +54,5 @@ class Outage:
 
 
 def _describe(error: BaseException) -> str:
-    # The error's class and message; redis-py puts host and port there, never the password.
-    return f"{type(error).__name__}: {error}"
+    # The error's kind and message; redis-py puts host and port there, never the password.
+    return describe(error)

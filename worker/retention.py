@@ -13,7 +13,7 @@ import random
 
 import structlog
 
-from store import Pruned, RedisStore
+from store import Lifecycle, Pruned
 from worker.config import RetentionSettings
 from worker.metrics import WorkerMetrics
 
@@ -32,7 +32,7 @@ class Pruner:
     """Runs prune rounds every interval (jittered) until cancelled."""
 
     def __init__(
-        self, store: RedisStore, settings: RetentionSettings, metrics: WorkerMetrics
+        self, store: Lifecycle, settings: RetentionSettings, metrics: WorkerMetrics
     ) -> None:
         self._store = store
         self._settings = settings

@@ -13,18 +13,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from store._commands import _batch_limit, _micros, _positive
 from store.errors import ExistsError, NotFoundError, StaleVersionError, ValidationError
 from store.lifecycle import Failure, Pruned, TaskDetails
 from store.postgres._schema import QueryName, Schema
 from store.protocol import (
     check_batch,
+    check_batch_limit,
     check_query,
     check_task_ids,
+    check_uint32,
     check_update,
+    seconds_to_micros,
     state_error,
 )
-from store.queue import Change, Claim, Claimed, Stats
 from store.record import (
     MAX_UINT32,
     Ordering,
@@ -34,6 +35,7 @@ from store.record import (
     check_task_id,
     to_utc,
 )
+from store.worker_types import Change, Claim, Claimed, Stats
 
 __all__ = ["Query", "Statements"]
 
@@ -158,12 +160,12 @@ class Statements:
     def claim(self, max_attempts: Mapping[int, int], limit: int, lease_seconds: float) -> Query:
         if not max_attempts:
             raise ValidationError("types", "claim needs at least one task type")
-        lease = _micros("lease", lease_seconds)
+        lease = seconds_to_micros("lease", lease_seconds)
         return self._query(
             "claim",
-            types=[_positive("type", t) for t in max_attempts],
-            max_attempts=[_positive("max_attempts", m) for m in max_attempts.values()],
-            limit=_positive("limit", limit),
+            types=[check_uint32("type", t) for t in max_attempts],
+            max_attempts=[check_uint32("max_attempts", m) for m in max_attempts.values()],
+            limit=check_uint32("limit", limit),
             lease=timedelta(microseconds=lease),
             abandoned=ABANDONED,
         )
@@ -193,14 +195,16 @@ class Statements:
             versions=[c.record.version for c in changes],
             states=[int(c.state) for c in changes],
             failed=[c.failed_attempts for c in changes],
-            delays=[timedelta(microseconds=_micros("delay", c.delay_seconds)) for c in changes],
+            delays=[
+                timedelta(microseconds=seconds_to_micros("delay", c.delay_seconds)) for c in changes
+            ],
             kinds=[None if c.reason is None else _text(c.reason.kind) for c in changes],
             messages=[None if c.reason is None else _text(c.reason.message) for c in changes],
             channel=self.schema.channel,
         )
 
     def extend(self, records: Sequence[Record], lease_seconds: float) -> Query:
-        lease = _micros("lease", lease_seconds)
+        lease = seconds_to_micros("lease", lease_seconds)
         return self._query(
             "extend",
             task_ids=[r.task_id.encode("utf-8") for r in records],
@@ -243,19 +247,22 @@ class Statements:
 
     def retry_failed(self, task_type: int | None, limit: int) -> Query:
         if task_type is not None:
-            _positive("type", task_type)
+            check_uint32("type", task_type)
         return self._query(
-            "retry_failed", type=task_type, limit=_batch_limit(limit), channel=self.schema.channel
+            "retry_failed",
+            type=task_type,
+            limit=check_batch_limit(limit),
+            channel=self.schema.channel,
         )
 
     def prune(self, confirmed_seconds: float, failed_seconds: float, limit: int) -> Query:
-        confirmed = _micros("confirmed", confirmed_seconds)
-        failed = _micros("failed", failed_seconds)
+        confirmed = seconds_to_micros("confirmed", confirmed_seconds)
+        failed = seconds_to_micros("failed", failed_seconds)
         return self._query(
             "prune",
             confirmed=timedelta(microseconds=confirmed) if confirmed else None,
             failed=timedelta(microseconds=failed) if failed else None,
-            limit=_batch_limit(limit),
+            limit=check_batch_limit(limit),
         )
 
     def prune_done(self, row: Row) -> Pruned:

@@ -28,8 +28,8 @@ from store.postgres._migrate import read_schema_version_async
 from store.postgres._schema import QueryName, Schema, SchemaVersionError
 from store.postgres._statements import Query, Row, Statements
 from store.protocol import DEFAULT_MAX_DATA_BYTES
-from store.queue import Change, Claim, Stats
 from store.record import Ordering, Record, State
+from store.worker_types import Change, Claim, Stats
 
 __all__ = ["PostgresStore"]
 

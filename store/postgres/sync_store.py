@@ -22,8 +22,8 @@ from store.postgres._migrate import MigrationReport, migrate, read_schema_versio
 from store.postgres._schema import QueryName, Schema, SchemaVersionError
 from store.postgres._statements import Query, Row, Statements
 from store.protocol import DEFAULT_MAX_DATA_BYTES
-from store.queue import Change
 from store.record import Ordering, Record, State
+from store.worker_types import Change
 
 __all__ = ["SyncPostgresStore"]
 

@@ -6,7 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
-from store import RedisStore
+from store import WorkerStore
+from store import open_store as open_store_at
 from worker.config import Config, load_config
 from worker.embedded import running_url
 from worker.errors import ConfigError
@@ -44,8 +45,9 @@ def redis_url(config: Config) -> str:
     return url
 
 
-def open_store(config: Config, url: str | None = None) -> RedisStore:
-    return RedisStore.from_url(
+def open_store(config: Config, url: str | None = None) -> WorkerStore:
+    """The store [redis] url names (its scheme picks the kind), with the config's options."""
+    return open_store_at(
         url or redis_url(config),
         namespace=config.redis.namespace,
         max_data_bytes=config.store.max_data_bytes,

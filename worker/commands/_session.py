@@ -1,6 +1,6 @@
 """One store for the length of one command, and Redis failures as one line with exit status 1.
 
-The task commands (put, get, ls, count, retry) run a single coroutine against a RedisStore. A
+The task commands (put, get, ls, count, retry) run a single coroutine against a WorkerStore. A
 Redis that cannot be reached, refuses us, or times out is reported with the URL's password
 replaced by '***': this module must never print a secret or a traceback for such a failure.
 """
@@ -11,21 +11,19 @@ import argparse
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from redis.exceptions import RedisError
-
-from store import RedisStore, ValidationError
+from store import StoreUnavailable, ValidationError, WorkerStore
 from store.connection import redact
 from worker.commands._common import config_from_args, open_store, redis_url
 from worker.commands._output import error
 from worker.config import Config
 from worker.errors import ConfigError
-from worker.logs import scrub, secrets_of_url
+from worker.logs import describe, scrub, secrets_of_url
 
 __all__ = ["EXIT_UNREACHABLE", "redis_failure", "with_store"]
 
 EXIT_UNREACHABLE = 1
 
-Action = Callable[[Config, RedisStore], Awaitable[int]]
+Action = Callable[[Config, WorkerStore], Awaitable[int]]
 
 
 def with_store(args: argparse.Namespace, action: Action) -> int:
@@ -34,7 +32,7 @@ def with_store(args: argparse.Namespace, action: Action) -> int:
     url = redis_url(config)
     try:
         return asyncio.run(_run(config, url, action))
-    except (RedisError, OSError) as failure:
+    except (StoreUnavailable, OSError) as failure:
         return error(redis_failure(url, failure), EXIT_UNREACHABLE)
 
 
@@ -53,5 +51,5 @@ async def _run(config: Config, url: str, action: Action) -> int:
 
 def redis_failure(url: str, failure: BaseException) -> str:
     """'cannot use Redis at <url>: <why>', with every credential of url masked."""
-    text = scrub(f"{type(failure).__name__}: {failure}", secrets_of_url(url))
+    text = scrub(describe(failure), secrets_of_url(url))
     return f"cannot use Redis at {redact(url)}: {text}"

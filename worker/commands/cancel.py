@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from store import RedisStore
+from store import WorkerStore
 from worker.admin import Admin
 from worker.commands._common import add_config_argument
 from worker.commands._output import add_json_argument, print_json
@@ -31,7 +31,7 @@ def add_parser(commands: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    async def cancel(config: Config, store: RedisStore) -> int:
+    async def cancel(config: Config, store: WorkerStore) -> int:
         count = await Admin(store).cancel(args.task_ids)
         if args.json:
             print_json({"cancelled": count})

@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from redis.exceptions import RedisError
-
+from store import StoreUnavailable
 from store.connection import redact
 from worker.commands._common import (
     DEFAULT_CONFIG,
@@ -68,7 +67,7 @@ def main(args: argparse.Namespace) -> int:
         return error(str(no_server), EXIT_UNREACHABLE)
     try:
         server = asyncio.run(_server_info(config, url))
-    except (RedisError, OSError) as failure:
+    except (StoreUnavailable, OSError) as failure:
         return error(redis_failure(url, failure), EXIT_UNREACHABLE)
     warnings += server.warnings
     if args.json:
@@ -127,18 +126,14 @@ async def _server_info(config: Config, url: str) -> ServerInfo:
     except ValueError as bad_url:  # store.connection's messages already redact the URL
         raise ConfigError(f"redis.url: {bad_url}") from None
     try:
-        await store.client.ping()
-        info = _one_node(await store.client.info())
+        facts = await store.server_facts()
         waiting = unhandled_ready(await store.stats(), default_registry.types())
     finally:
         await store.aclose()
-    version = f"redis {info.get('redis_version', '?')}"
-    if "valkey_version" in info:
-        version = f"valkey {info['valkey_version']}"
     server = ServerInfo(
-        version=version,
-        aof_enabled=bool(int(info.get("aof_enabled", 0))),
-        maxmemory_policy=str(info.get("maxmemory_policy", "noeviction")),
+        version=facts.version,
+        aof_enabled=facts.persistent,
+        maxmemory_policy=facts.eviction_policy,
     )
     server.warnings.extend(
         f"{count} tasks of type {task_type} are due and no handler has type {task_type}: "
@@ -152,13 +147,6 @@ async def _server_info(config: Config, url: str) -> ServerInfo:
             f"maxmemory-policy is {server.maxmemory_policy}: Redis may evict tasks (use noeviction)"
         )
     return server
-
-
-def _one_node(info: dict[str, Any]) -> dict[str, Any]:
-    """INFO's fields; a cluster client answers per node ({node: fields}), so take the first."""
-    if "redis_version" not in info and info and all(isinstance(v, dict) for v in info.values()):
-        return dict(next(iter(info.values())))
-    return info
 
 
 def _report(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from store import RedisStore
+from store import WorkerStore
 from worker.commands._common import add_config_argument
 from worker.commands._output import add_json_argument, iso, print_json, table
 from worker.commands._session import with_store
@@ -27,7 +27,7 @@ def add_parser(commands: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    async def count(config: Config, store: RedisStore) -> int:
+    async def count(config: Config, store: WorkerStore) -> int:
         stats = await store.stats()
         if args.json:
             print_json(

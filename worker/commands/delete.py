@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from store import RedisStore
+from store import WorkerStore
 from worker.admin import Admin
 from worker.commands._common import add_config_argument
 from worker.commands._output import add_json_argument, print_json
@@ -30,7 +30,7 @@ def add_parser(commands: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    async def delete(config: Config, store: RedisStore) -> int:
+    async def delete(config: Config, store: WorkerStore) -> int:
         count = await Admin(store).delete(args.task_ids)
         if args.json:
             print_json({"deleted": count})

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from store import RedisStore
+from store import WorkerStore
 from worker.admin import Admin
 from worker.commands._common import add_config_argument
 from worker.commands._output import add_json_argument, print_record
@@ -27,7 +27,7 @@ def add_parser(commands: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    async def show(config: Config, store: RedisStore) -> int:
+    async def show(config: Config, store: WorkerStore) -> int:
         details = await Admin(store).task(args.task_id)
         print_record(
             details.record, as_json=args.json, last_error=details.last_error, with_error=True

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from store import RedisStore, State, TaskDetails
+from store import State, TaskDetails, WorkerStore
 from worker.admin import Admin, Page
 from worker.commands._common import add_config_argument
 from worker.commands._output import (
@@ -68,7 +68,7 @@ def main(args: argparse.Namespace) -> int:
     if args.limit < 1:
         return error(f"--limit must be at least 1, got {args.limit}", EXIT_BAD_INPUT)
 
-    async def page(config: Config, store: RedisStore) -> int:
+    async def page(config: Config, store: WorkerStore) -> int:
         found = await Admin(store).page(
             state, ready_only=args.ready, cursor=args.cursor, limit=args.limit, descending=args.desc
         )

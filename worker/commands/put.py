@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import IO, Any
 
-from store import ExistsError, Record, RedisStore, ValidationError
+from store import ExistsError, Record, ValidationError, WorkerStore
 from worker.commands._common import add_config_argument, config_from_args
 from worker.commands._output import add_json_argument, error, print_json, record_json
 from worker.commands._session import with_store
@@ -93,7 +93,7 @@ def _put_one(args: argparse.Namespace) -> int:
     )
     _check(record, config.store.max_data_bytes)
 
-    async def put(config: Config, store: RedisStore) -> int:
+    async def put(config: Config, store: WorkerStore) -> int:
         await store.put_all(record)
         if args.json:
             print_json(record_json(record))
@@ -125,7 +125,7 @@ def _put_many(args: argparse.Namespace) -> int:
     if not numbered:
         return error("no tasks on stdin (for one task: retryd put --type N ...)", EXIT_BAD_INPUT)
 
-    async def put(config: Config, store: RedisStore) -> int:
+    async def put(config: Config, store: WorkerStore) -> int:
         await _refuse_existing(store, numbered, args.batch)
         await _write_batches(store, numbered, args.batch)
         if args.json:
@@ -226,7 +226,7 @@ def _check(record: Record, max_data_bytes: int) -> None:
         )
 
 
-async def _refuse_existing(store: RedisStore, numbered: list[Numbered], batch: int) -> None:
+async def _refuse_existing(store: WorkerStore, numbered: list[Numbered], batch: int) -> None:
     """ExistsError naming the first line whose task id is already stored (one read per batch).
 
     put_all refuses such a batch anyway, but only after earlier batches are written: looking
@@ -234,18 +234,15 @@ async def _refuse_existing(store: RedisStore, numbered: list[Numbered], batch: i
     """
     for start in range(0, len(numbered), batch):
         chunk = numbered[start : start + batch]
-        async with store.client.pipeline(transaction=False) as pipe:
-            for _, record in chunk:
-                pipe.hexists(store.keys.tasks, record.task_id)
-            stored = await pipe.execute()
-        for (number, record), exists in zip(chunk, stored, strict=True):
-            if exists:
+        stored = await store.which_exist([record.task_id for _, record in chunk])
+        for number, record in chunk:
+            if record.task_id in stored:
                 raise ExistsError(
                     f"line {number}: task {record.task_id!r} already exists; nothing was written"
                 )
 
 
-async def _write_batches(store: RedisStore, numbered: list[Numbered], batch: int) -> None:
+async def _write_batches(store: WorkerStore, numbered: list[Numbered], batch: int) -> None:
     progress = _Progress(len(numbered), sys.stderr)
     done = 0
     for start in range(0, len(numbered), batch):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from store import RedisStore
+from store import WorkerStore
 from worker.admin import Admin
 from worker.commands._common import add_config_argument
 from worker.commands._output import add_json_argument, error, print_json, print_record
@@ -42,7 +42,7 @@ def main(args: argparse.Namespace) -> int:
     if args.type is not None and not args.all:
         return error("--type goes with --all", EXIT_BAD_INPUT)
 
-    async def retry(config: Config, store: RedisStore) -> int:
+    async def retry(config: Config, store: WorkerStore) -> int:
         admin = Admin(store)
         if args.all:
             count = await admin.retry_all(args.type)

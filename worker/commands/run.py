@@ -19,13 +19,13 @@ from typing import Any
 
 import structlog
 
-from store import RedisStore, StoreError
+from store import StoreError, TransientError, WorkerStore
 from worker.commands._common import add_config_argument, config_from_args, open_store
 from worker.config import Config
 from worker.embedded import EmbeddedServer, running_url, stop_orphan
 from worker.heartbeat import beating, worker_report
 from worker.logs import configure_logging, secrets_of_url
-from worker.loop import TRANSIENT, Worker
+from worker.loop import Worker
 from worker.metrics import unhandled_ready
 from worker.registry import default_registry, import_handler_modules
 from worker.supervisor import (
@@ -206,28 +206,27 @@ def _handle_signals(worker: Worker) -> None:
         loop.add_signal_handler(signum, on_signal, signum)
 
 
-async def _warn_about_server(store: RedisStore) -> None:
+async def _warn_about_server(store: WorkerStore) -> None:
     """Warn when the server may lose acknowledged tasks: no AOF, or an evicting policy."""
     try:
-        persistence = await store.client.info("persistence")
-        memory = await store.client.info("memory")
-    except TRANSIENT:
+        facts = await store.server_facts()
+    except TransientError:
         return  # the worker rides out the outage; the check is advice, not a gate
-    if not int(persistence.get("aof_enabled", 0)):
+    if not facts.persistent:
         log.warning("redis has append-only persistence off: a crash loses recent tasks")
-    policy = memory.get("maxmemory_policy", "noeviction")
+    policy = facts.eviction_policy
     if policy != "noeviction":
         log.warning("redis may evict task keys under memory pressure", maxmemory_policy=policy)
 
 
-async def _warn_about_unhandled(store: RedisStore, handled: frozenset[int]) -> None:
+async def _warn_about_unhandled(store: WorkerStore, handled: frozenset[int]) -> None:
     """Warn when tasks are due of a type no handler is registered for: they would wait forever.
 
     /metrics reports them too, as retryd_tasks_ready_unhandled, and warns again for new types.
     """
     try:
         waiting = unhandled_ready(await store.stats(), handled)
-    except (*TRANSIENT, StoreError):
+    except StoreError:
         return  # advice, not a gate: the worker rides out the outage
     if waiting:
         log.warning(
@@ -237,7 +236,7 @@ async def _warn_about_unhandled(store: RedisStore, handled: frozenset[int]) -> N
 
 
 async def _start_http(
-    config: Config, store: RedisStore, worker: Worker | Supervisor
+    config: Config, store: WorkerStore, worker: Worker | Supervisor
 ) -> asyncio.Server | None:
     if config.metrics.port == 0:
         return None

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from redis.exceptions import RedisClusterException, RedisError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
@@ -26,8 +25,16 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from store import NotFoundError, StaleVersionError, StateError, StoreError, ValidationError
+from store import (
+    NotFoundError,
+    StaleVersionError,
+    StateError,
+    StoreError,
+    StoreUnavailable,
+    ValidationError,
+)
 from worker.config import WebSettings
+from worker.logs import error_kind
 from worker.web import views
 from worker.web.board import Board
 from worker.web.render import environment
@@ -59,7 +66,7 @@ _SECURITY_HEADERS = {
     "cache-control": "no-store",
 }
 # Whatever a store call fails with when Redis is away, slow or refusing us.
-UNAVAILABLE = (RedisError, RedisClusterException, OSError, TimeoutError)
+UNAVAILABLE = (StoreUnavailable, OSError, TimeoutError)
 
 
 def create_app(settings: WebSettings, board: Board, *, redis_label: str) -> Starlette:
@@ -129,7 +136,7 @@ def _error_pages() -> dict[Any, Callable[[Request, Any], Awaitable[Response]]]:
         return views.error_page(request, 409, "Not done", str(error))
 
     async def unavailable(request: Request, error: Exception) -> Response:
-        log.warning("redis unavailable", path=request.url.path, error=type(error).__name__)
+        log.warning("redis unavailable", path=request.url.path, error=error_kind(error))
         return views.unavailable_page(request, error)
 
     async def store_error(request: Request, error: Exception) -> Response:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from store import Beat, RedisStore, State, TaskDetails, TypeCounts
+from store import Beat, State, TaskDetails, TypeCounts, WorkerStore
 from store import Stats as StoreStats
 from worker.admin import Admin
 from worker.heartbeat import BEAT_SECONDS
@@ -90,7 +90,7 @@ class Page:
 class Board:
     """The dashboard's view of one store namespace."""
 
-    def __init__(self, store: RedisStore) -> None:
+    def __init__(self, store: WorkerStore) -> None:
         self._store = store
         self._admin = Admin(store)
         self._throughput = Throughput()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import structlog
 import uvicorn
 
-from store import RedisStore
+from store import WorkerStore
 from store.connection import redact
 from worker.config import WebSettings
 from worker.web.app import create_app
@@ -20,7 +20,7 @@ __all__ = ["serve"]
 log = structlog.get_logger("retryd.web")
 
 
-async def serve(settings: WebSettings, store: RedisStore, url: str) -> None:
+async def serve(settings: WebSettings, store: WorkerStore, url: str) -> None:
     """Listen on settings.host:port until told to stop; the store stays open meanwhile."""
     app = create_app(settings, Board(store), redis_label=redact(url))
     server = uvicorn.Server(

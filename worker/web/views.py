@@ -17,6 +17,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 
 from store.record import MAX_TYPE
 from worker.config import WebSettings
+from worker.logs import error_kind
 from worker.web.board import ACTIONS, LISTED_STATES, Board, PageQuery
 from worker.web.render import DATA_VIEWS, data_view
 from worker.web.security import (
@@ -77,7 +78,7 @@ async def web_error_page(request: Request, error: Exception) -> Response:
 
 def unavailable_page(request: Request, error: BaseException) -> HTMLResponse:
     banner = (
-        f"Redis is unavailable ({type(error).__name__}): nothing can be shown or changed "
+        f"Redis is unavailable ({error_kind(error)}): nothing can be shown or changed "
         "until it answers again."
     )
     return render(

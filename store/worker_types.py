@@ -1,4 +1,7 @@
-"""The types of the worker-facing operations (claim, settle, extend, stats) of RedisStore."""
+"""The values the worker-side operations take and return: claims, changes, stats, server facts.
+
+They belong to the WorkerStore protocol (store/protocol.py), whatever store implements it.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from datetime import datetime
 from store.lifecycle import Reason
 from store.record import Record, State
 
-__all__ = ["Change", "Claim", "Claimed", "Stats"]
+__all__ = ["Change", "Claim", "Claimed", "ServerFacts", "Stats"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,3 +61,15 @@ class Stats:
     # PENDING tasks due now, by type (types with none left out): the worker reports the types
     # it has no handler for, which would otherwise wait forever, silently.
     ready_by_type: Mapping[int, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerFacts:
+    """What the store's server says about itself, for `retryd check` and the worker's start-up.
+
+    persistent and eviction_policy say whether the server may lose tasks it acknowledged.
+    """
+
+    version: str  # the product and its version: "redis 7.2.4", "valkey 8.0.1"
+    persistent: bool  # writes survive a crash (Redis: appendonly on)
+    eviction_policy: str  # "noeviction" unless the server may drop keys under memory pressure
