@@ -32,6 +32,7 @@ from datetime import datetime
 from typing import Any, Self, cast
 
 from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.exceptions import NoScriptError, ResponseError
 
@@ -247,6 +248,10 @@ class RedisStore(RedisStoreBase[AsyncClient]):
         pubsub = self.client.pubsub(ignore_subscribe_messages=True)
         try:
             async with self._guarded():
+                if isinstance(self.client, RedisCluster):
+                    # A cluster PubSub looks the channel's slot up in the client's slot map,
+                    # which only the client's first command fills in (redis-py 6: a KeyError).
+                    await self.client.initialize()
                 await pubsub.subscribe(self.keys.wake_channel)
             yield _PubSubWakeups(pubsub)
         finally:

@@ -14,19 +14,17 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError, RedisError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError, ResponseError
 
 from store import (
     Change,
     ExistsError,
     NotFoundError,
-    NotReplicatedError,
     Record,
     RedisStore,
     State,
     SyncRedisStore,
+    TransientError,
 )
 from tests.servers import RedisServer, SentinelSetup, sentinel_setup
 from worker import Config, Registry, Worker, handler
@@ -36,7 +34,8 @@ pytestmark = pytest.mark.cluster
 PASSWORD = "sentinel-test-pw"
 # What a write may raise while the master changes hands; it was not acknowledged, so it may be
 # lost, and it is retried by the application (here: the loop moves on).
-IN_FLIGHT = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, NotReplicatedError)
+# (StoreUnavailable, or NotReplicatedError with replicas_to_ack.)
+IN_FLIGHT = TransientError
 
 
 @pytest.fixture(scope="module")

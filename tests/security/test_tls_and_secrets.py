@@ -11,10 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 
-from store import Record, RedisStore, State, SyncRedisStore
+from store import Record, RedisStore, State, StoreUnavailable, SyncRedisStore
 from tests.servers import RedisServer, TlsFiles, free_port, make_tls_files, redis_server
 
 SECRET = "canary-9f2c1e7a-not-a-real-password"
@@ -48,7 +46,7 @@ def test_the_wrong_ca_fails_closed_with_a_clear_error(
 ) -> None:
     wrong = make_tls_files(tls_dir, "wrong")
     url = f"rediss://127.0.0.1:{tls_server.port}"
-    refused = pytest.raises(RedisConnectionError, match="certificate verify failed")
+    refused = pytest.raises(StoreUnavailable, match="certificate verify failed")
     with (
         SyncRedisStore.from_url(url, namespace="tls", ssl_ca_certs=str(wrong.ca_cert)) as s,
         refused,
@@ -61,7 +59,7 @@ def test_plain_redis_to_a_tls_port_fails(tls_server: RedisServer) -> None:
         SyncRedisStore.from_url(
             f"redis://127.0.0.1:{tls_server.port}", namespace="tls", socket_timeout=2
         ) as store,
-        pytest.raises(RedisError),
+        pytest.raises(StoreUnavailable),
     ):
         store.get_by_task_id("a")
 

@@ -1,0 +1,168 @@
+"""A real Worker on MemoryStore: the worker's behaviour without any server (like dramatiq's stub
+broker). Fast and deterministic; tests/worker/test_worker.py runs the same kinds of cases on
+Redis, and tests/store/test_worker_contract.py holds MemoryStore to Redis operation by operation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from store import MemoryStore, Record, State, WorkerStore
+from worker import Config, Permanent, Registry, RetryLater, Worker, handler
+
+TYPE = 7
+BURST_TIMEOUT = 10.0
+
+
+def config(**worker: Any) -> Config:
+    """Small leases and polls, retries due at once, unless a test says otherwise."""
+    retry = {"max_attempts": 3, "initial_delay": 0, "max_delay": 0, "timeout": 5}
+    retry |= worker.pop("retry", {})
+    settings = {"concurrency": 4, "batch": 10, "lease": 1.0, "poll_interval": 0.05} | worker
+    return Config.from_mapping({"worker": settings, "retry": retry})
+
+
+def task(task_id: str, task_type: int = TYPE, **fields: Any) -> Record:
+    return Record(task_id=task_id, type=task_type, data=b"payload", **fields)
+
+
+async def burst(store: WorkerStore, registry: Registry, cfg: Config | None = None) -> Worker:
+    worker = Worker(store, registry, cfg or config())
+    await asyncio.wait_for(worker.run(burst=True), BURST_TIMEOUT)
+    return worker
+
+
+@pytest.fixture
+def store() -> MemoryStore:
+    return MemoryStore()
+
+
+def test_memory_store_is_a_worker_store() -> None:
+    """mypy checks the assignment; the test makes the claim visible where workers are tested."""
+    worker_store: WorkerStore = MemoryStore()
+    assert isinstance(worker_store, MemoryStore)
+
+
+async def test_each_outcome_is_recorded(store: MemoryStore) -> None:
+    registry = Registry()
+
+    @handler(type=TYPE, registry=registry)
+    async def steer(record: Record) -> None:
+        if record.task_id == "permanent":
+            raise Permanent("bad input")
+        if record.task_id == "flaky" and record.failed_attempts < 2:
+            raise RuntimeError("not yet")
+        if record.task_id == "broken":
+            raise RuntimeError("never")
+
+    await store.put_all(task("ok"), task("flaky"), task("broken"), task("permanent"))
+    worker = await burst(store, registry)
+    states = {t: (await store.get_by_task_id(t)) for t in ("ok", "flaky", "broken", "permanent")}
+    assert {t: (r.state, r.failed_attempts) for t, r in states.items()} == {
+        "ok": (State.CONFIRMED, 0),
+        "flaky": (State.CONFIRMED, 2),
+        "broken": (State.FAILED, 3),
+        "permanent": (State.FAILED, 1),
+    }
+    runs = worker.metrics.registry.get_sample_value
+    assert runs("retryd_task_runs_total", {"type": str(TYPE), "outcome": "confirmed"}) == 2
+    assert runs("retryd_task_runs_total", {"type": str(TYPE), "outcome": "failed"}) == 2
+
+
+async def test_retry_later_waits_without_counting_a_failure(store: MemoryStore) -> None:
+    registry, runs = Registry(), []
+
+    @handler(type=TYPE, registry=registry)
+    async def later(record: Record) -> None:
+        runs.append(time.monotonic())
+        if len(runs) == 1:
+            raise RetryLater(0.2)
+
+    await store.put_all(task("a"))
+    await burst(store, registry)  # burst ends: the retry is not due yet
+    waiting = await store.get_by_task_id("a")
+    assert (waiting.state, waiting.failed_attempts, len(runs)) == (State.PENDING, 0, 1)
+    await asyncio.sleep(0.25)
+    await burst(store, registry)
+    done = await store.get_by_task_id("a")
+    assert (done.state, done.failed_attempts) == (State.CONFIRMED, 0)
+    assert runs[1] - runs[0] >= 0.2
+
+
+async def test_a_timeout_counts_as_a_failure(store: MemoryStore) -> None:
+    registry = Registry()
+
+    @handler(type=TYPE, timeout=0.05, max_attempts=1, registry=registry)
+    async def slow(record: Record) -> None:
+        await asyncio.sleep(5)
+
+    await store.put_all(task("a"))
+    await burst(store, registry)
+    assert (await store.get_by_task_id("a")).state is State.FAILED
+
+
+async def test_at_most_concurrency_handlers_run_at_once(store: MemoryStore) -> None:
+    registry, running, most = Registry(), [0], [0]
+
+    @handler(type=TYPE, registry=registry)
+    async def counted(record: Record) -> None:
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        await asyncio.sleep(0.01)
+        running[0] -= 1
+
+    await store.put_all(*(task(f"t{i}") for i in range(20)))
+    await burst(store, registry, config(concurrency=3))
+    assert most[0] == 3
+    assert await store.count_by_state(State.CONFIRMED) == 20
+
+
+async def test_a_slow_handler_keeps_its_lease_and_runs_once(store: MemoryStore) -> None:
+    registry, runs = Registry(), []
+
+    @handler(type=TYPE, registry=registry)
+    async def slow(record: Record) -> None:
+        runs.append(record.task_id)
+        await asyncio.sleep(0.5)  # five leases long: only extensions keep it ours
+
+    await store.put_all(task("a"))
+    await burst(store, registry, config(lease=0.1))
+    assert runs == ["a"]
+    done = await store.get_by_task_id("a")
+    assert (done.state, done.failed_attempts) == (State.CONFIRMED, 0)
+
+
+async def test_an_idle_worker_starts_a_task_put_due_now_at_once(store: MemoryStore) -> None:
+    registry, started = Registry(), asyncio.Event()
+
+    @handler(type=TYPE, registry=registry)
+    async def note(record: Record) -> None:
+        started.set()
+
+    worker = Worker(store, registry, config(poll_interval=30.0))
+    running = asyncio.create_task(worker.run())
+    await asyncio.sleep(0.1)  # claimed nothing; now asleep for a poll_interval of 30 s
+    put_at = time.monotonic()
+    await store.put_all(task("a"))
+    await asyncio.wait_for(started.wait(), 5)
+    assert time.monotonic() - put_at < 1.0  # the wake-up, not the poll
+    worker.stop()
+    await asyncio.wait_for(running, 5)
+    assert (await store.get_by_task_id("a")).state is State.CONFIRMED
+
+
+async def test_a_task_of_an_unregistered_type_is_left_untouched(store: MemoryStore) -> None:
+    registry = Registry()
+
+    @handler(type=TYPE, registry=registry)
+    async def ok(record: Record) -> None:
+        pass
+
+    await store.put_all(task("mine"), task("other", task_type=TYPE + 1))
+    await burst(store, registry)
+    other = await store.get_by_task_id("other")
+    assert (other.state, other.version) == (State.PENDING, 1)
