@@ -29,6 +29,10 @@ def pool_options(options: dict[str, Any]) -> dict[str, Any]:
         "autocommit": True,
         "connect_timeout": CONNECT_TIMEOUT_SECONDS,
         "application_name": "retryd",
+        # Each statement is a long CTE that takes about a millisecond to plan, longer than most
+        # take to run: prepare it on first use, so that the server can settle on a generic
+        # plan after its first few runs (a page query keeps custom plans while they pay).
+        "prepare_threshold": 0,
     }
     connection |= options.pop("kwargs", None) or {}
     defaults = {"min_size": 1, "max_size": 10, "timeout": POOL_TIMEOUT_SECONDS, "open": False}
