@@ -138,6 +138,7 @@ def _log_tail(log: Path, lines: int = 15) -> str:
 
 async def _measure_enqueue(system: System, client: Redis, n: int, result: RunResult) -> None:
     await client.flushall()
+    await system.reset()
     before = await _used_memory(client)
     start = time.perf_counter()
     await system.enqueue(_common.MODE_INCR, n)
@@ -145,6 +146,7 @@ async def _measure_enqueue(system: System, client: Redis, n: int, result: RunRes
     result.enqueue_per_s = n / elapsed
     result.bytes_per_job = (await _used_memory(client) - before) / n
     await client.flushall()
+    await system.reset()
 
 
 async def _measure_throughput(

@@ -6,7 +6,7 @@ import importlib
 
 from bench.peers.base import System, Unavailable
 
-__all__ = ["SYSTEM_NAMES", "System", "Unavailable", "load"]
+__all__ = ["POSTGRES_SYSTEM_NAMES", "SYSTEM_NAMES", "System", "Unavailable", "load"]
 
 _MODULES = {
     "retryd": "bench.peers.retryd_peer",
@@ -17,6 +17,12 @@ _MODULES = {
     "rq": "bench.peers.rq_peer",
 }
 SYSTEM_NAMES = tuple(_MODULES)
+# The PostgreSQL benchmark's systems (python -m bench.postgres), beside retryd on Redis.
+_MODULES |= {
+    "retryd-pg": "bench.peers.retryd_pg_peer",
+    "procrastinate": "bench.peers.procrastinate_peer",
+}
+POSTGRES_SYSTEM_NAMES = ("retryd-pg", "procrastinate", "retryd")
 
 
 def load(name: str) -> System:
@@ -25,6 +31,8 @@ def load(name: str) -> System:
         module = importlib.import_module(_MODULES[name])
     except ImportError as exc:
         hint = "pip install --no-deps arq==0.28.0" if name == "arq" else "pip install -e '.[bench]'"
+        if name == "procrastinate":
+            hint = "pip install procrastinate==3.10.0"
         raise Unavailable(f"{name}: cannot import ({exc}); {hint}") from exc
     system: System = module.SYSTEM
     return system

@@ -16,12 +16,17 @@ __all__ = [
     "MODE_INCR",
     "MODE_LAG",
     "PAYLOAD_BYTES",
+    "POSTGRES_URL_ENV",
     "URL_ENV",
     "payload",
+    "postgres_url",
     "redis_url",
 ]
 
 URL_ENV = "BENCH_REDIS_URL"
+# The PostgreSQL benchmark's scratch database (bench/postgres.py sets it before any import of a
+# PostgreSQL adapter, and its workers inherit it).
+POSTGRES_URL_ENV = "BENCH_POSTGRES_URL"
 DONE_KEY = "benchmark:done"
 LAG_KEY = "benchmark:lag"
 PAYLOAD_BYTES = 100
@@ -34,6 +39,14 @@ MODE_LAG = "l"
 def redis_url() -> str:
     """The benchmark's own server; the harness sets it before starting any worker."""
     return os.environ.get(URL_ENV, "redis://127.0.0.1:6379/0")
+
+
+def postgres_url() -> str:
+    """The PostgreSQL benchmark's own database; never a default that could be someone's."""
+    url = os.environ.get(POSTGRES_URL_ENV)
+    if not url:
+        raise RuntimeError(f"{POSTGRES_URL_ENV} is not set: run `python -m bench.postgres`")
+    return url
 
 
 def payload(mode: str) -> str:

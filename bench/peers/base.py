@@ -44,6 +44,10 @@ class System(abc.ABC):
     async def enqueue_at(self, mode: str, n: int, due: float) -> None:
         """Enqueue n jobs due at the epoch instant due (a whole second)."""
 
+    async def reset(self) -> None:  # noqa: B027 - optional: only systems that keep jobs elsewhere
+        """Remove every job this system stored outside the harness's Redis (which it flushes
+        itself), so each phase starts empty: PostgreSQL-backed systems empty their tables."""
+
     async def close(self) -> None:  # noqa: B027 - optional: only some adapters hold a client
         """Release the producer's connections."""
 

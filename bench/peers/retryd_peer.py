@@ -11,10 +11,10 @@ from bench.peers import _common
 from bench.peers.base import System, Unavailable
 from store import Record, RedisStore
 
-__all__ = ["SYSTEM", "retryd_executable"]
+__all__ = ["CONFIG", "SYSTEM", "retryd_executable"]
 
 _BATCH = 1000
-_CONFIG = """\
+CONFIG = """\
 [redis]
 url = "{url}"
 namespace = "bench"
@@ -54,7 +54,7 @@ class Retryd(System):
         if exe is None:
             raise Unavailable("no `retryd` executable beside the interpreter or on PATH")
         config = workdir / "retryd.toml"
-        config.write_text(_CONFIG.format(url=url))
+        config.write_text(CONFIG.format(url=url))
         return [exe, "run", "--config", str(config)]
 
     def _get_store(self) -> RedisStore:
