@@ -76,7 +76,7 @@ async def _run(url: str, backlogs: list[int]) -> None:
             await _put(store, f"done-{backlog}", half, 1000, state=State.CONFIRMED)
             stored = backlog
             async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-                await conn.execute(f'VACUUM ANALYZE "{_NAMESPACE}".tasks')  # type: ignore[arg-type]
+                await conn.execute(f'VACUUM ANALYZE "{_NAMESPACE}".tasks')
             median, p99 = await _claim_latency(store)
             print(
                 f"| claim of 100, {_DUE:,} due + {backlog:,} not due or finished | "
