@@ -60,7 +60,7 @@ def migrate(conn: psycopg.Connection[tuple[object, ...]], namespace: str) -> Mig
         if before > SCHEMA_VERSION:
             raise SchemaVersionError(str(schema.version_problem(before)))
         for step in migrations()[before:]:
-            cursor.execute(schema.migration_sql(step))
+            cursor.execute(schema.migration_sql(step), prepare=False)  # several statements
         cursor.execute(_sql(_WRITE_VERSION, schema), {"version": SCHEMA_VERSION})
     return MigrationReport(namespace, before, SCHEMA_VERSION)
 

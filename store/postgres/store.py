@@ -224,22 +224,24 @@ class PostgresStore:
 
     async def _one(self, query: Query) -> Row | None:
         async with await self._connection() as conn, conn.cursor() as cursor:
-            await cursor.execute(query.sql, query.params)
+            await cursor.execute(query.sql, query.params, binary=True)
             return await cursor.fetchone()
 
     async def _all(self, query: Query) -> list[Row]:
         async with await self._connection() as conn, conn.cursor() as cursor:
-            await cursor.execute(query.sql, query.params)
+            await cursor.execute(query.sql, query.params, binary=True)
             return await cursor.fetchall()
 
     async def _in_callers_transaction(self, conn: AsyncConnection, query: Query) -> Row | None:
         """Run query in conn's transaction, inside a savepoint: a failure leaves the caller's
         transaction as it was before, still usable."""
         check_callers_connection(conn)
-        async with conn.cursor(row_factory=psycopg.rows.tuple_row) as cursor:
+        # Our own cursor class, whatever the caller's cursor_factory (Django's binds
+        # client-side, and tuples, not its row factory, are what the statements are read as).
+        async with psycopg.AsyncCursor(conn, row_factory=psycopg.rows.tuple_row) as cursor:
             await cursor.execute(SAVEPOINT.create)
             try:
-                await cursor.execute(query.sql, query.params)
+                await cursor.execute(query.sql, query.params, binary=True)
                 row = await cursor.fetchone()
             except BaseException:
                 with contextlib.suppress(psycopg.Error):

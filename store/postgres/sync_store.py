@@ -182,21 +182,23 @@ class SyncPostgresStore:
 
     def _one(self, query: Query) -> Row | None:
         with self._connection() as conn, conn.cursor() as cursor:
-            cursor.execute(query.sql, query.params)
+            cursor.execute(query.sql, query.params, binary=True)
             return cursor.fetchone()
 
     def _all(self, query: Query) -> list[Row]:
         with self._connection() as conn, conn.cursor() as cursor:
-            cursor.execute(query.sql, query.params)
+            cursor.execute(query.sql, query.params, binary=True)
             return cursor.fetchall()
 
     def _in_callers_transaction(self, conn: Connection, query: Query) -> Row | None:
         """As PostgresStore's: the statement inside a savepoint of conn's transaction."""
         check_callers_connection(conn)
-        with conn.cursor(row_factory=psycopg.rows.tuple_row) as cursor:
+        # Our own cursor class, whatever the caller's cursor_factory (Django's binds
+        # client-side, and tuples, not its row factory, are what the statements are read as).
+        with psycopg.Cursor(conn, row_factory=psycopg.rows.tuple_row) as cursor:
             cursor.execute(SAVEPOINT.create)
             try:
-                cursor.execute(query.sql, query.params)
+                cursor.execute(query.sql, query.params, binary=True)
                 row = cursor.fetchone()
             except BaseException:
                 with contextlib.suppress(psycopg.Error):

@@ -11,11 +11,11 @@ WITH clock AS MATERIALIZED (
     SELECT statement_timestamp() AS now
 ),
 wanted AS (
-    SELECT * FROM unnest(%(task_ids)s::bytea[]) WITH ORDINALITY AS w(task_id, position)
+    SELECT * FROM unnest(%(task_ids)b::bytea[]) WITH ORDINALITY AS w(task_id, position)
 ),
 locked AS MATERIALIZED (
     SELECT id, task_id, state FROM {schema}.tasks
-    WHERE task_id = ANY(%(task_ids)s::bytea[])
+    WHERE task_id = ANY(%(task_ids)b::bytea[])
     ORDER BY id
     FOR UPDATE
 ),

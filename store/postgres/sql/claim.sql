@@ -18,7 +18,7 @@ WITH clock AS MATERIALIZED (
     SELECT statement_timestamp() AS now
 ),
 wanted AS (
-    SELECT * FROM unnest(%(types)s::bigint[], %(max_attempts)s::bigint[]) AS w(type, most)
+    SELECT * FROM unnest(%(types)b::bigint[], %(max_attempts)b::bigint[]) AS w(type, most)
 ),
 due AS MATERIALIZED (
     SELECT candidate.id, candidate.next_attempt_at AS due_at, wanted.most
@@ -28,12 +28,12 @@ due AS MATERIALIZED (
         WHERE state = 1 AND type = wanted.type
           AND next_attempt_at <= (SELECT now FROM clock)
         ORDER BY next_attempt_at
-        LIMIT %(limit)s
+        LIMIT %(limit)b
         FOR UPDATE SKIP LOCKED
     ) AS candidate
     -- Oldest due first across types, so no type starves another.
     ORDER BY candidate.next_attempt_at, candidate.id
-    LIMIT %(limit)s
+    LIMIT %(limit)b
 ),
 claimed AS (
     UPDATE {schema}.tasks AS t
@@ -42,9 +42,9 @@ claimed AS (
         state = CASE WHEN t.failed_attempts + t.leased::int >= due.most THEN 3 ELSE 1 END,
         leased = t.failed_attempts + t.leased::int < due.most,
         next_attempt_at = CASE WHEN t.failed_attempts + t.leased::int >= due.most
-                               THEN clock.now ELSE clock.now + %(lease)s::interval END,
+                               THEN clock.now ELSE clock.now + %(lease)b::interval END,
         last_error_kind = CASE WHEN t.leased THEN 'LeaseExpired' ELSE t.last_error_kind END,
-        last_error_message = CASE WHEN t.leased THEN %(abandoned)s ELSE t.last_error_message END,
+        last_error_message = CASE WHEN t.leased THEN %(abandoned)b ELSE t.last_error_message END,
         last_error_at = CASE WHEN t.leased THEN clock.now ELSE t.last_error_at END,
         last_error_attempts = CASE WHEN t.leased THEN t.failed_attempts + 1
                                    ELSE t.last_error_attempts END

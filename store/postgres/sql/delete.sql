@@ -7,11 +7,11 @@
 --         concurrent claim or outcome waits or skips them, and a worker running a deleted task
 --         has its outcome refused (its row is gone). Their task ids may be put again.
 WITH wanted AS (
-    SELECT * FROM unnest(%(task_ids)s::bytea[]) WITH ORDINALITY AS w(task_id, position)
+    SELECT * FROM unnest(%(task_ids)b::bytea[]) WITH ORDINALITY AS w(task_id, position)
 ),
 locked AS MATERIALIZED (
     SELECT id, task_id FROM {schema}.tasks
-    WHERE task_id = ANY(%(task_ids)s::bytea[])
+    WHERE task_id = ANY(%(task_ids)b::bytea[])
     ORDER BY id
     FOR UPDATE
 ),

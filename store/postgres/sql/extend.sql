@@ -10,7 +10,7 @@ WITH clock AS MATERIALIZED (
 ),
 leases AS (
     SELECT *
-    FROM unnest(%(task_ids)s::bytea[], %(versions)s::bigint[])
+    FROM unnest(%(task_ids)b::bytea[], %(versions)b::bigint[])
          WITH ORDINALITY AS l(task_id, version, position)
 ),
 locked AS MATERIALIZED (
@@ -22,7 +22,7 @@ locked AS MATERIALIZED (
     FOR UPDATE OF t
 )
 UPDATE {schema}.tasks AS t
-SET next_attempt_at = clock.now + %(lease)s::interval
+SET next_attempt_at = clock.now + %(lease)b::interval
 FROM locked, clock
 WHERE t.id = locked.id
 RETURNING locked.position

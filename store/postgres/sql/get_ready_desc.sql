@@ -8,7 +8,7 @@
 SELECT task_id, type, data, reference_id, state, failed_attempts, next_attempt_at, created_at,
        id, version, last_error_kind, last_error_message, last_error_at, last_error_attempts
 FROM {schema}.tasks
-WHERE state = %(state)s AND next_attempt_at <= %(as_of)s
-  AND id < %(cursor)s
+WHERE state = %(state)b AND next_attempt_at <= %(as_of)b
+  AND id < %(cursor)b
 ORDER BY id DESC
-LIMIT %(limit)s
+LIMIT %(limit)b

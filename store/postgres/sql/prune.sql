@@ -13,18 +13,18 @@ WITH clock AS MATERIALIZED (
 ),
 old_confirmed AS MATERIALIZED (
     SELECT id FROM {schema}.tasks
-    WHERE state = 2 AND %(confirmed)s::interval IS NOT NULL
-      AND next_attempt_at <= (SELECT now FROM clock) - %(confirmed)s::interval
+    WHERE state = 2 AND %(confirmed)b::interval IS NOT NULL
+      AND next_attempt_at <= (SELECT now FROM clock) - %(confirmed)b::interval
     ORDER BY next_attempt_at
-    LIMIT %(limit)s
+    LIMIT %(limit)b
     FOR UPDATE SKIP LOCKED
 ),
 old_failed AS MATERIALIZED (
     SELECT id FROM {schema}.tasks
-    WHERE state = 3 AND %(failed)s::interval IS NOT NULL
-      AND next_attempt_at <= (SELECT now FROM clock) - %(failed)s::interval
+    WHERE state = 3 AND %(failed)b::interval IS NOT NULL
+      AND next_attempt_at <= (SELECT now FROM clock) - %(failed)b::interval
     ORDER BY next_attempt_at
-    LIMIT %(limit)s - (SELECT count(*) FROM old_confirmed)
+    LIMIT %(limit)b - (SELECT count(*) FROM old_confirmed)
     FOR UPDATE SKIP LOCKED
 ),
 deleted AS (

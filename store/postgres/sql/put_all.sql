@@ -14,9 +14,9 @@ WITH clock AS MATERIALIZED (
 ),
 batch AS (
     SELECT b.*
-    FROM unnest(%(task_ids)s::bytea[], %(types)s::bigint[], %(data)s::bytea[],
-                %(reference_ids)s::bytea[], %(states)s::smallint[], %(failed)s::bigint[],
-                %(next_at)s::timestamptz[], %(created)s::timestamptz[])
+    FROM unnest(%(task_ids)b::bytea[], %(types)b::bigint[], %(data)b::bytea[],
+                %(reference_ids)b::bytea[], %(states)b::smallint[], %(failed)b::bigint[],
+                %(next_at)b::timestamptz[], %(created)b::timestamptz[])
          WITH ORDINALITY AS b(task_id, type, data, reference_id, state, failed_attempts,
                               next_attempt_at, created_at, position)
 ),
@@ -38,7 +38,7 @@ inserted AS (
     RETURNING id, task_id, state, next_attempt_at
 ),
 woken AS (
-    SELECT pg_notify(%(channel)s, '')
+    SELECT pg_notify(%(channel)b, '')
     FROM clock
     WHERE EXISTS (SELECT 1 FROM inserted WHERE state = 1 AND next_attempt_at <= clock.now)
 )

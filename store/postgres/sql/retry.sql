@@ -10,11 +10,11 @@ WITH clock AS MATERIALIZED (
     SELECT statement_timestamp() AS now
 ),
 wanted AS (
-    SELECT * FROM unnest(%(task_ids)s::bytea[]) WITH ORDINALITY AS w(task_id, position)
+    SELECT * FROM unnest(%(task_ids)b::bytea[]) WITH ORDINALITY AS w(task_id, position)
 ),
 locked AS MATERIALIZED (
     SELECT id, task_id, state FROM {schema}.tasks
-    WHERE task_id = ANY(%(task_ids)s::bytea[])
+    WHERE task_id = ANY(%(task_ids)b::bytea[])
     ORDER BY id
     FOR UPDATE
 ),
@@ -34,7 +34,7 @@ changed AS (
     RETURNING 1
 ),
 woken AS (
-    SELECT pg_notify(%(channel)s, '') WHERE EXISTS (SELECT 1 FROM changed)
+    SELECT pg_notify(%(channel)b, '') WHERE EXISTS (SELECT 1 FROM changed)
 )
 SELECT (SELECT position FROM refused), (SELECT state FROM refused), (SELECT count(*) FROM changed),
        (SELECT count(*) FROM woken)

@@ -11,9 +11,9 @@ WITH clock AS MATERIALIZED (
 ),
 picked AS MATERIALIZED (
     SELECT id FROM {schema}.tasks
-    WHERE state = 3 AND (%(type)s::bigint IS NULL OR type = %(type)s::bigint)
+    WHERE state = 3 AND (%(type)b::bigint IS NULL OR type = %(type)b::bigint)
     ORDER BY next_attempt_at
-    LIMIT %(limit)s
+    LIMIT %(limit)b
     FOR UPDATE SKIP LOCKED
 ),
 moved AS (
@@ -25,6 +25,6 @@ moved AS (
     RETURNING 1
 ),
 woken AS (
-    SELECT pg_notify(%(channel)s, '') WHERE EXISTS (SELECT 1 FROM moved)
+    SELECT pg_notify(%(channel)b, '') WHERE EXISTS (SELECT 1 FROM moved)
 )
 SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM woken)

@@ -14,9 +14,9 @@ WITH clock AS MATERIALIZED (
 ),
 changes AS (
     SELECT *
-    FROM unnest(%(task_ids)s::bytea[], %(versions)s::bigint[], %(states)s::smallint[],
-                %(failed)s::bigint[], %(delays)s::interval[], %(kinds)s::text[],
-                %(messages)s::text[])
+    FROM unnest(%(task_ids)b::bytea[], %(versions)b::bigint[], %(states)b::smallint[],
+                %(failed)b::bigint[], %(delays)b::interval[], %(kinds)b::text[],
+                %(messages)b::text[])
          WITH ORDINALITY AS c(task_id, version, state, failed_attempts, delay, kind, message,
                               position)
 ),
@@ -42,7 +42,7 @@ settled AS (
     RETURNING locked.position, locked.state, locked.delay
 ),
 woken AS (
-    SELECT pg_notify(%(channel)s, '')
+    SELECT pg_notify(%(channel)b, '')
     WHERE EXISTS (SELECT 1 FROM settled WHERE state = 1 AND delay = interval '0')
 )
 SELECT position, (SELECT count(*) FROM woken) FROM settled

@@ -5,8 +5,8 @@
 -- Keeps   only state, failed_attempts and next_attempt_at change; version + 1; the lease
 --         flag cleared (an update is an outcome: it ends any run in progress).
 UPDATE {schema}.tasks
-SET state = %(state)s, failed_attempts = %(failed)s, next_attempt_at = %(next_at)s,
+SET state = %(state)b, failed_attempts = %(failed)b, next_attempt_at = %(next_at)b,
     version = version + 1, leased = false
-WHERE task_id = %(task_id)s AND version = %(version)s
+WHERE task_id = %(task_id)b AND version = %(version)b
 RETURNING task_id, type, data, reference_id, state, failed_attempts, next_attempt_at,
           created_at, id, version
