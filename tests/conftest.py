@@ -192,6 +192,11 @@ class BackendContext:
 BackendFactory = Callable[[BackendContext], AbstractAsyncContextManager[Store]]
 
 
+# How long a test's PostgreSQL pool waits for a connection: the machine's server is shared by
+# every suite running on it, and a connection may take seconds to come under that load.
+POOL_TIMEOUT_SECONDS = 30.0
+
+
 @contextlib.asynccontextmanager
 async def memory_backend(ctx: BackendContext) -> AsyncIterator[Store]:
     yield MemoryStore(max_data_bytes=ctx.max_data_bytes)
@@ -217,7 +222,10 @@ async def redis_sync_backend(ctx: BackendContext) -> AsyncIterator[Store]:
 async def postgres_backend(ctx: BackendContext) -> AsyncIterator[Store]:
     with migrated_namespace(ctx.postgres_url, ctx.namespace):
         async with PostgresStore.from_url(
-            ctx.postgres_url, namespace=ctx.namespace, max_data_bytes=ctx.max_data_bytes
+            ctx.postgres_url,
+            namespace=ctx.namespace,
+            max_data_bytes=ctx.max_data_bytes,
+            timeout=POOL_TIMEOUT_SECONDS,
         ) as store:
             yield store
 
@@ -227,7 +235,10 @@ async def postgres_sync_backend(ctx: BackendContext) -> AsyncIterator[Store]:
     with (
         migrated_namespace(ctx.postgres_url, ctx.namespace),
         SyncPostgresStore.from_url(
-            ctx.postgres_url, namespace=ctx.namespace, max_data_bytes=ctx.max_data_bytes
+            ctx.postgres_url,
+            namespace=ctx.namespace,
+            max_data_bytes=ctx.max_data_bytes,
+            timeout=POOL_TIMEOUT_SECONDS,
         ) as sync,
     ):
         yield ThreadedSyncStore(sync)

@@ -18,9 +18,9 @@ from store.errors import ValidationError
 __all__ = ["SAVEPOINT", "check_callers_connection", "pool_options"]
 
 # Bounded waits: a pool with no connection to give (the database away) fails a call after this
-# many seconds instead of hanging a worker; a connection attempt gives up after 5 s.
-POOL_TIMEOUT_SECONDS = 5.0
-CONNECT_TIMEOUT_SECONDS = 5
+# many seconds instead of hanging a worker; a connection attempt gives up after 10 s.
+POOL_TIMEOUT_SECONDS = 10.0
+CONNECT_TIMEOUT_SECONDS = 10
 
 
 def pool_options(options: dict[str, Any]) -> dict[str, Any]:
