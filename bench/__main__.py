@@ -132,6 +132,9 @@ def _document(args: argparse.Namespace, results: list[RunResult], elapsed: float
         "settings": settings,
         "medians": meds,
         "retryd_over_best_peer": report.ratios(meds) if "retryd" in meds else None,
+        "retryd_def_over_best_peer": (
+            report.ratios(meds, "retryd-def") if "retryd-def" in meds else None
+        ),
         "runs": [r.asdict() for r in results],
     }
 

@@ -1,4 +1,4 @@
-"""Medians, the markdown table with its retryd / best peer row, the JSON and the PNG chart."""
+"""Medians, the markdown table with its retryd / best peer rows, the JSON and the PNG chart."""
 
 from __future__ import annotations
 
@@ -28,18 +28,22 @@ def medians(results: Sequence[RunResult], systems: Sequence[str]) -> Medians:
     return out
 
 
+OURS = ("retryd", "retryd-def")  # retryd with an `async def` handler, and with a plain `def` one
+
+
 def _best_peer(meds: Medians, metric: Metric) -> float | None:
-    values = [m[metric.key] for name, m in meds.items() if name != "retryd"]
+    values = [m[metric.key] for name, m in meds.items() if name not in OURS]
     present = [v for v in values if v is not None]
     if not present:
         return None
     return max(present) if metric.higher_is_better else min(present)
 
 
-def ratios(meds: Medians) -> dict[str, float | None]:
-    """retryd's median over the best peer's, per metric (above 1 is better where higher is)."""
+def ratios(meds: Medians, ours_name: str = "retryd") -> dict[str, float | None]:
+    """One retryd row's median over the best peer's, per metric (above 1: better where higher
+    is)."""
     out: dict[str, float | None] = {}
-    ours = meds.get("retryd", {})
+    ours = meds.get(ours_name, {})
     for metric in METRICS:
         best, mine = _best_peer(meds, metric), ours.get(metric.key)
         out[metric.key] = mine / best if mine is not None and best else None
@@ -64,9 +68,10 @@ def table(meds: Medians, versions: dict[str, str]) -> str:
     for name, values in meds.items():
         cells = [_fmt(values[m.key], m.key) for m in METRICS]
         lines.append(f"| {name} {versions.get(name, '')} | " + " | ".join(cells) + " |")
-    if "retryd" in meds:
-        cells = [f"{r:.2f}x" if r is not None else "n/a" for r in ratios(meds).values()]
-        lines.append("| **retryd / best peer** | " + " | ".join(cells) + " |")
+    for ours in OURS:
+        if ours in meds:
+            cells = [f"{r:.2f}x" if r is not None else "n/a" for r in ratios(meds, ours).values()]
+            lines.append(f"| **{ours} / best peer** | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -85,7 +90,7 @@ def write_chart(path: Path, meds: Medians, title: str) -> None:
     names = list(meds)
     for ax, metric in zip(axes.flat, METRICS, strict=True):
         values = [meds[n][metric.key] or 0.0 for n in names]
-        colours = ["tab:red" if n == "retryd" else "tab:gray" for n in names]
+        colours = ["tab:red" if n in OURS else "tab:gray" for n in names]
         bars = ax.bar(names, values, color=colours)
         ax.bar_label(
             bars, labels=[_fmt(meds[n][metric.key], metric.key) for n in names], fontsize=8

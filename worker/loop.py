@@ -12,7 +12,7 @@ import asyncio
 import collections
 import contextlib
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,7 @@ from worker.outage import Outage
 from worker.outcomes import Outcome, decide, release
 from worker.registry import HandlerSpec, Registry, retry_settings
 from worker.retention import Pruner
+from worker.threads import HandlerThreads
 
 __all__ = ["Worker"]
 
@@ -51,16 +52,28 @@ class _Running:
     claimed: Claimed
     spec: HandlerSpec
     retry: RetrySettings
-    task: asyncio.Task[None] | None = None
+    task: asyncio.Task[None] | None = None  # an async handler's run
     deadline: asyncio.TimerHandle | None = None
     timed_out: bool = False
     lease_lost: bool = False  # logged once, not at every extension
+    # A plain handler's run, as worker/threads.py hands it over and back: no Task, no Future.
+    func: Callable[[Any], Any] | None = None
+    argument: Any = None
+    error: BaseException | None = None
+    seconds: float = 0.0
+    started: float = 0.0  # perf_counter() when handed to a thread
+    abandoned: bool = False  # timed out or released while its thread runs on
 
 
 @dataclass(slots=True)
 class _Pending:
     change: Change
-    outcome: Outcome
+    outcome: Outcome | None  # None: a prefetched task handed back unrun, not counted as a run
+
+
+# A claimed task waiting for a free slot: the claim, its lateness at the claim by the server's
+# clock, and when the claim arrived (time.monotonic()).
+_Ready = tuple[Claimed, float, float]
 
 
 class Worker:
@@ -86,6 +99,10 @@ class Worker:
         self._outage = Outage(self.metrics)
         self._pruner = Pruner(store, config.retention, self.metrics)
         self._running: dict[str, _Running] = {}
+        # Claimed ahead of free slots, so a slot that frees starts its next task at once instead
+        # of after a claim's round trip; held under lease, extended like the running ones.
+        self._ready: collections.deque[_Ready] = collections.deque()
+        self._prefetch = min(self._settings.batch, self._settings.concurrency)
         self._pending: list[_Pending] = []
         self._settling: list[_Pending] = []  # the batch being written now
         self._nudge = asyncio.Event()  # tasks put, a slot freed, or stop: claim again
@@ -99,9 +116,8 @@ class Worker:
         # Threads of plain handlers abandoned past their timeout: a thread cannot be stopped,
         # so each holds its pool slot until it returns and no task may be claimed for it.
         self._stuck_threads = 0
-        self._executor = ThreadPoolExecutor(
-            max_workers=self._settings.concurrency, thread_name_prefix="retryd-handler"
-        )
+        self._threads: HandlerThreads | None = None  # made in run(), on its event loop
+        self._none_running = asyncio.Event()  # set whenever the last running handler ends
         self.last_tick = time.monotonic()  # /healthz: the claimer is alive while this moves
 
     @property
@@ -134,6 +150,8 @@ class Worker:
             asyncio.create_task(self._write_outcomes(), name="retryd-writer"),
             asyncio.create_task(self._keep_leases(), name="retryd-leases"),
         ]
+        loop = asyncio.get_running_loop()
+        self._threads = HandlerThreads(self._settings.concurrency, loop, self._threads_done)
         if not burst:
             helpers.append(asyncio.create_task(self._listen_for_wakeups(), name="retryd-wake"))
             helpers.append(asyncio.create_task(self._pruner.run(), name="retryd-prune"))
@@ -146,30 +164,29 @@ class Worker:
             # Bounded: redis-py's blocking pub/sub read can swallow a cancellation that lands
             # right after it subscribed, and would then hold the exit forever.
             await asyncio.wait(helpers, timeout=_HELPERS_STOP_SECONDS)
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._threads.shutdown()
 
     async def _claim_until_stopped(self, burst: bool) -> None:
         while not self._stopping.is_set():
             self.last_tick = time.monotonic()
-            free = self._settings.concurrency - len(self._running) - self._stuck_threads
-            if free <= 0 or self._writer_stalled is not None:
+            limit = self._claim_limit()
+            if limit <= 0 or self._writer_stalled is not None:
                 # Cleared here, not only before claiming: a nudge left set would make every
                 # wait return at once without yielding, and the handlers could never finish.
                 self._nudge.clear()
                 await self._pause(self._settings.poll_interval)
                 continue
             self._nudge.clear()
-            limit = min(self._settings.batch, free)
             # Burst ends only on an empty claim that no outcome could have raced: an outcome
             # settled while the claim was in flight may have made a retry due after it ran.
-            idle_before = not self._running and not self._unwritten
+            idle_before = not self._running and not self._unwritten and not self._ready
             claim = await self._claim(limit)
             if claim is None:
                 continue
             self._start_all(claim)
             if len(claim.tasks) + len(claim.damaged) >= limit:
                 continue  # more may be due: claim again at once
-            if burst and not claim.tasks and not self._running:
+            if burst and not claim.tasks and not self._running and not self._ready:
                 if idle_before and not self._unwritten:
                     return
                 await self._all_written()
@@ -196,10 +213,20 @@ class Worker:
         self._outage.recovered()
         return claim
 
+    def _claim_limit(self) -> int:
+        """How many tasks to claim now: the free slots plus a prefetch of up to min(batch,
+        concurrency); 0 while the tasks already waiting cover half that prefetch."""
+        free = self._settings.concurrency - len(self._running) - self._stuck_threads
+        room = min(self._settings.batch, max(free, 0) + self._prefetch - len(self._ready))
+        if self._ready and room < max(self._prefetch // 2, 1):
+            return 0  # enough waits here: a claim for a few tasks would cost a round trip each
+        return room
+
     def _start_all(self, claim: Claim) -> None:
         received = time.monotonic()
         for claimed in claim.tasks:
-            self._start(claimed, (claim.now - claimed.due_at).total_seconds(), received)
+            self._ready.append((claimed, (claim.now - claimed.due_at).total_seconds(), received))
+        self._start_ready()
         for task_id in claim.damaged:
             log.error("damaged task set aside; repair or delete it", task_id=task_id)
 
@@ -216,6 +243,22 @@ class Worker:
             async with asyncio.timeout(seconds):
                 await self._nudge.wait()
 
+    def _start_ready(self) -> None:
+        """Start waiting tasks while slots are free (never once stopping: those are released)."""
+        ready, limit = self._ready, self._settings.concurrency
+        while ready and len(self._running) + self._stuck_threads < limit:
+            if self._stopping.is_set():
+                return
+            self._start(*ready.popleft())
+
+    def _release_ready(self) -> None:
+        """Hand back, due now, the tasks claimed ahead that never started (shutdown)."""
+        while self._ready:
+            claimed, _, _ = self._ready.popleft()
+            change, _ = release(claimed.record)
+            self._pending.append(_Pending(change, None))
+        self._outcomes_ready.set()
+
     def _start(self, claimed: Claimed, start_delay: float, received: float) -> None:
         record = claimed.record
         spec = self._registry.get(record.type)
@@ -224,33 +267,80 @@ class Worker:
         self._running[record.task_id] = running
         delay = start_delay + (time.monotonic() - received)
         self.metrics.task_started(record.type, delay)
-        running.task = asyncio.create_task(self._execute(running))
+        self._none_running.clear()
+        if running.spec.is_async:
+            running.task = asyncio.create_task(self._execute(running))
+        else:
+            running.func, running.argument = spec.func, record.clone()
+            running.started = time.perf_counter()
+            assert self._threads is not None, "run() made the threads"
+            self._threads.submit(running)
         # A timer, not asyncio.timeout(): one call_later per task is a third of the cost.
         loop = asyncio.get_running_loop()
-        running.deadline = loop.call_later(running.retry.timeout, _time_out, running)
+        running.deadline = loop.call_later(running.retry.timeout, self._time_out, running)
 
     async def _execute(self, running: _Running) -> None:
-        record = running.claimed.record
+        """An async handler's run, in its own Task."""
         started = time.perf_counter()
         failure: Exception | None = None
         cancelled = False
         try:
-            await self._call(running.spec, record.clone())
+            await running.spec.func(running.claimed.record.clone())
         except asyncio.CancelledError:
             if not (running.timed_out or self._releasing):
                 raise
             cancelled = True
         except Exception as error:  # a handler may raise anything: it is the task's outcome
             failure = error
-        finally:
-            if running.deadline is not None:
-                running.deadline.cancel()
-            self.metrics.task_finished(record.type, time.perf_counter() - started)
-            del self._running[record.task_id]
-            self._nudge.set()
+        self._finish(running, failure, time.perf_counter() - started, cancelled=cancelled)
+
+    def _threads_done(self, runs: list[_Running]) -> None:
+        """Plain handlers' runs that returned or raised, handed back in one batch."""
+        for running in runs:
+            if running.abandoned:  # its outcome is decided already; the slot is free again
+                self._stuck_threads -= 1
+                self._nudge.set()
+                self._start_ready()
+                continue
+            error = running.error
+            if error is not None and not isinstance(error, Exception):  # SystemExit and the like
+                error = RuntimeError(f"the handler raised {type(error).__name__}: {error}")
+            self._finish(running, error, running.seconds)
+
+    def _time_out(self, running: _Running) -> None:
+        running.timed_out = True
+        if running.task is not None:
+            running.task.cancel()
+        else:
+            self._abandon_thread(running)
+
+    def _abandon_thread(self, running: _Running) -> None:
+        """Decide a plain run now, timed out or released: its thread holds a slot till it ends."""
+        running.abandoned = True
+        self._stuck_threads += 1
+        self._finish(running, None, time.perf_counter() - running.started, cancelled=True)
+
+    def _finish(
+        self,
+        running: _Running,
+        failure: Exception | None,
+        seconds: float,
+        *,
+        cancelled: bool = False,
+    ) -> None:
+        """A run ended (returned, raised, timed out, or released): queue its outcome."""
+        record = running.claimed.record
+        if running.deadline is not None:
+            running.deadline.cancel()
+        self.metrics.task_finished(record.type, seconds)
+        del self._running[record.task_id]
+        self._start_ready()
+        if not self._running:
+            self._none_running.set()
+        self._nudge.set()
         if running.timed_out:
             failure = TimeoutError(f"the handler ran past its timeout ({running.retry.timeout}s)")
-        if cancelled and failure is None:  # cancelled by shutdown after shutdown_grace
+        if cancelled and failure is None:  # cut short by shutdown after shutdown_grace
             change, outcome = release(record)
         else:
             change, outcome = decide(record, failure, running.retry)
@@ -259,28 +349,6 @@ class Worker:
             _task_log(record).warning("handler failed", outcome=outcome.value, error=reason)
         self._pending.append(_Pending(change, outcome))
         self._outcomes_ready.set()
-
-    async def _call(self, spec: HandlerSpec, record: Any) -> None:
-        if spec.is_async:
-            await spec.func(record)
-        else:
-            loop = asyncio.get_running_loop()
-            work = self._executor.submit(spec.func, record)
-            try:
-                await asyncio.wrap_future(work)
-            finally:
-                if not work.done():  # timed out or released while its thread runs on
-                    self._stuck_threads += 1
-                    work.add_done_callback(lambda _: self._thread_returned(loop))
-
-    def _thread_returned(self, loop: asyncio.AbstractEventLoop) -> None:
-        """In the pool's thread: give the stuck slot back on the loop, if it still runs."""
-        with contextlib.suppress(RuntimeError):  # the loop is closed: no slot to give back
-            loop.call_soon_threadsafe(self._unstick)
-
-    def _unstick(self) -> None:
-        self._stuck_threads -= 1
-        self._nudge.set()
 
     async def _write_outcomes(self) -> None:
         while True:
@@ -316,6 +384,8 @@ class Worker:
         counts: collections.Counter[tuple[int, Outcome]] = collections.Counter()
         for pending, result in zip(batch, results, strict=True):
             record = pending.change.record
+            if pending.outcome is None:
+                continue  # handed back unrun: not a run, and no one else's business if refused
             if not result:
                 counts[(record.type, Outcome.CONFLICT)] += 1
                 _task_log(record).warning(
@@ -350,6 +420,7 @@ class Worker:
             running = list(self._running.values())
             records = [r.claimed.record for r in running]
             records += [p.change.record for p in (*self._settling, *self._pending)]
+            records += [claimed.record for claimed, _, _ in self._ready]
             if not records:
                 continue
             try:
@@ -382,14 +453,19 @@ class Worker:
     async def _drain(self) -> None:
         """Let running handlers finish within shutdown_grace, release the rest, flush outcomes."""
         deadline = time.monotonic() + self._settings.shutdown_grace
-        running = [r.task for r in self._running.values() if r.task is not None]
-        if running:
-            log.info("draining", inflight=len(running), grace=self._settings.shutdown_grace)
-            _, late = await asyncio.wait(running, timeout=self._settings.shutdown_grace)
+        self._release_ready()
+        if self._running:
+            log.info("draining", inflight=len(self._running), grace=self._settings.shutdown_grace)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._none_running.wait(), self._settings.shutdown_grace)
+        if self._running:
+            self._releasing = True
+            late = [r.task for r in self._running.values() if r.task is not None]
+            for running in [r for r in self._running.values() if r.task is None]:
+                self._abandon_thread(running)
+            for task in late:
+                task.cancel()
             if late:
-                self._releasing = True
-                for task in late:
-                    task.cancel()
                 await asyncio.wait(late)
         # Writing outcomes gets what is left of the grace, at least a few seconds: with Redis
         # away it would wait forever, and the unwritten tasks are due again after their leases.
@@ -415,9 +491,3 @@ def _task_log(record: Any) -> Any:
         attempt=record.failed_attempts + 1,
         reference_id=record.reference_id,
     )
-
-
-def _time_out(running: _Running) -> None:
-    running.timed_out = True
-    if running.task is not None:
-        running.task.cancel()

@@ -10,6 +10,7 @@ __all__ = ["POSTGRES_SYSTEM_NAMES", "SYSTEM_NAMES", "System", "Unavailable", "lo
 
 _MODULES = {
     "retryd": "bench.peers.retryd_peer",
+    "retryd-def": "bench.peers.retryd_peer",
     "huey": "bench.peers.huey_peer",
     "dramatiq": "bench.peers.dramatiq_peer",
     "arq": "bench.peers.arq_peer",
@@ -34,5 +35,5 @@ def load(name: str) -> System:
         if name == "procrastinate":
             hint = "pip install procrastinate==3.10.0"
         raise Unavailable(f"{name}: cannot import ({exc}); {hint}") from exc
-    system: System = module.SYSTEM
+    system: System = module.PLAIN if name == "retryd-def" else module.SYSTEM
     return system

@@ -14,18 +14,16 @@ from store import Record, RedisStore
 __all__ = ["CONFIG", "SYSTEM", "retryd_executable"]
 
 _BATCH = 1000
+# [worker] left at its defaults (concurrency 32, batch 100): what users run.
 CONFIG = """\
 [redis]
 url = "{url}"
 namespace = "bench"
-[worker]
-concurrency = 64
-batch = 200
 [retry]
 initial_delay = 0.0
 max_delay = 0.0
 [handlers]
-modules = ["bench.jobs_retryd"]
+modules = ["{handlers}"]
 [metrics]
 port = 0
 [log]
@@ -41,7 +39,11 @@ def retryd_executable() -> str | None:
 class Retryd(System):
     name = "retryd"
     package = "retryd"
-    worker_settings = "retryd run: concurrency=64, batch=200, metrics off, log level warning"
+    handlers = "bench.jobs_retryd"
+    worker_settings = (
+        "retryd run, `async def` handler (redis.asyncio): default concurrency 32 and batch 100,"
+        " metrics off, log level warning"
+    )
     enqueue_api = "RedisStore.put_all, 1,000 records per call"
     retry_setting = "[retry] initial_delay=0.0, max_delay=0.0 (due again at once)"
 
@@ -54,7 +56,7 @@ class Retryd(System):
         if exe is None:
             raise Unavailable("no `retryd` executable beside the interpreter or on PATH")
         config = workdir / "retryd.toml"
-        config.write_text(CONFIG.format(url=url))
+        config.write_text(CONFIG.format(url=url, handlers=self.handlers))
         return [exe, "run", "--config", str(config)]
 
     def _get_store(self) -> RedisStore:
@@ -89,4 +91,16 @@ class Retryd(System):
             self._store = None
 
 
+class RetrydPlain(Retryd):
+    """The same worker and settings with a plain `def` handler (blocking redis-py)."""
+
+    name = "retryd-def"
+    handlers = "bench.jobs_retryd_plain"
+    worker_settings = (
+        "retryd run, plain `def` handler (blocking redis-py, run in the worker's threads):"
+        " default concurrency 32 and batch 100, metrics off, log level warning"
+    )
+
+
 SYSTEM = Retryd()
+PLAIN = RetrydPlain()

@@ -26,7 +26,9 @@ _BATCH = 1000
 class RetrydPostgres(System):
     name = "retryd-pg"
     package = "retryd"
-    worker_settings = "retryd run: concurrency=64, batch=200, metrics off, log level warning"
+    worker_settings = (
+        "retryd run: default concurrency 32 and batch 100, metrics off, log level warning"
+    )
     enqueue_api = "PostgresStore.put_all, 1,000 records per call"
     retry_setting = "[retry] initial_delay=0.0, max_delay=0.0 (due again at once)"
 
@@ -39,7 +41,7 @@ class RetrydPostgres(System):
         if exe is None:
             raise Unavailable("no `retryd` executable beside the interpreter or on PATH")
         config = workdir / "retryd-pg.toml"
-        config.write_text(CONFIG.format(url=_common.postgres_url()))
+        config.write_text(CONFIG.format(url=_common.postgres_url(), handlers="bench.jobs_retryd"))
         return [exe, "run", "--config", str(config)]
 
     def _get_store(self) -> PostgresStore:
