@@ -13,6 +13,7 @@ from redis.backoff import NoBackoff
 
 from store._commands import Commands
 from store._keys import Keys
+from store._operations import Operations
 from store._scripts import SCRIPT_NAMES, source
 from store.connection import parse_url
 from store.protocol import DEFAULT_MAX_DATA_BYTES
@@ -85,6 +86,7 @@ class RedisStoreBase(Generic[ClientT]):
         self.client = client
         self.keys = Keys.for_namespace(namespace)
         self._commands = Commands(self.keys, max_data_bytes)
+        self._ops = Operations(self._commands, self.keys, self._replicas_to_ack)
         register = client.register_script  # type: ignore[attr-defined]
         self._scripts = {name: register(source(name)) for name in SCRIPT_NAMES}
         self._owns_client = owns_client

@@ -1,7 +1,8 @@
 """SyncRedisStore: the producer's side of RedisStore for code without an event loop.
 
-A Flask or Django app puts and reads tasks with it; it runs the very same scripts and checks as
-RedisStore (store/_commands.py), on a plain redis.Redis client.
+A Flask or Django app puts and reads tasks with it. It drives the very same operations as
+RedisStore (store/_operations.py: the same scripts, checks, recoveries and errors), blocking,
+on a plain redis.Redis client.
 """
 
 from __future__ import annotations
@@ -9,28 +10,36 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any, Self, cast
+from typing import Any, Self, TypeVar, cast
 
-from redis.exceptions import NoScriptError, ResponseError
 from redis.retry import Retry
 
 from store._base import RedisStoreBase
-from store._codec import decode_record
-from store._commands import AMBIGUOUS, REPLICA_ACK_TIMEOUT_MS, REPLICATED_SCRIPTS, Call
+from store._commands import REPLICA_ACK_TIMEOUT_MS
+from store._operations import (
+    HashExists,
+    HashGet,
+    HashGetMany,
+    Op,
+    Request,
+    Script,
+    ServerInfo,
+)
 from store._redis_errors import translated
 from store._scripts import source
 from store.connection import SyncClient, sync_client_from_url
-from store.errors import ExistsError, NotFoundError, NotReplicatedError, StoreUnavailable
+from store.errors import StoreUnavailable
 from store.lifecycle import Pruned, TaskDetails
-from store.protocol import check_query
-from store.record import Ordering, Record, State, check_task_id
+from store.record import Ordering, Record, State
 from store.worker_types import Change
 
 __all__ = ["SyncRedisStore"]
 
+T = TypeVar("T")
+
 
 class SyncRedisStore(RedisStoreBase[SyncClient]):
-    """The Store contract, blocking, on a redis.Redis client."""
+    """The Store contract and the lifecycle operations, blocking, on a redis.Redis client."""
 
     _connect = staticmethod(sync_client_from_url)
     _retry_class = Retry
@@ -48,38 +57,13 @@ class SyncRedisStore(RedisStoreBase[SyncClient]):
         self.close()
 
     def put_all(self, *records: Record) -> None:
-        call = self._commands.put_all(records)
-        with self._guarded():
-            self._put_all(call, records)
-
-    def _put_all(self, call: Call, records: Sequence[Record]) -> None:
-        try:
-            reply = self._run_raw(call)
-        except AMBIGUOUS:
-            # As RedisStore.put_all: re-send once; EXISTS then means ours only if stored as sent.
-            try:
-                reply = self._run_raw(call)
-            except ExistsError:
-                stored = self.client.hmget(self.keys.tasks, list(call.subjects))
-                if not self._commands.put_all_recovered(records, stored):
-                    raise
-                if self._replicas_to_ack:
-                    raise NotReplicatedError(
-                        "the batch is stored; its replication could not be confirmed"
-                    ) from None
-                return
-        self._commands.put_all_done(records, reply)
+        self._drive(self._ops.put_all(records))
 
     def update(self, record: Record) -> None:
-        packed = self._run(self._commands.update(record))
-        decode_record(record.task_id, packed).copy_to(record)
+        self._drive(self._ops.update(record))
 
     def get_by_task_id(self, task_id: str) -> Record:
-        with self._guarded():
-            packed = self.client.hget(self.keys.tasks, check_task_id(task_id))
-        if packed is None:
-            raise NotFoundError(f"task {task_id!r} not found")
-        return decode_record(task_id, cast(bytes, packed))
+        return self._drive(self._ops.get_by_task_id(task_id))
 
     def get_all_ready_by_state(
         self,
@@ -89,8 +73,7 @@ class SyncRedisStore(RedisStoreBase[SyncClient]):
         limit: int = 100,
         direction: Ordering = Ordering.ASC,
     ) -> list[Record]:
-        rows = self._page(state, as_of, cursor, limit, direction, with_errors=False)
-        return self._commands.get_ready_done(rows, state, as_of)
+        return self._drive(self._ops.get_all_ready_by_state(state, as_of, cursor, limit, direction))
 
     def list_tasks(
         self,
@@ -101,63 +84,53 @@ class SyncRedisStore(RedisStoreBase[SyncClient]):
         direction: Ordering = Ordering.ASC,
     ) -> list[TaskDetails]:
         """get_all_ready_by_state's page, each record with its last failure; [] when empty."""
-        return self._page(state, as_of, cursor, limit, direction, with_errors=True)
-
-    def _page(
-        self,
-        state: State,
-        as_of: datetime,
-        cursor: int | None,
-        limit: int,
-        direction: Ordering,
-        *,
-        with_errors: bool,
-    ) -> list[Any]:
-        """A page in bounded slices: each script call reads at most PAGE_BUDGET entries."""
-        check_query(state, as_of, cursor, limit, direction)  # before limit is counted down
-        rows: list[Any] = []
-        while True:
-            left = limit - len(rows)
-            call = self._commands.get_ready(
-                state, as_of, cursor, left, direction, with_errors=with_errors
-            )
-            cursor, found = self._commands.get_ready_slice(self._run(call), with_errors=with_errors)
-            rows += found
-            if cursor is None:
-                return rows
+        return self._drive(self._ops.list_tasks(state, as_of, cursor, limit, direction))
 
     def inspect(self, task_id: str) -> TaskDetails:
         """The task's record and its last failure; NotFoundError if there is no such task."""
-        call = self._commands.inspect(task_id)
-        return self._commands.inspect_done(self._run(call), call)
+        return self._drive(self._ops.inspect(task_id))
 
     def delete(self, *task_ids: str) -> int:
-        """As RedisStore.delete."""
-        return int(self._run(self._commands.delete(task_ids)))
+        """Delete every task and all kept for it, or none (NotFoundError); returns the count."""
+        return self._drive(self._ops.delete(task_ids))
 
     def cancel(self, *task_ids: str) -> int:
-        """As RedisStore.cancel."""
-        return int(self._run(self._commands.cancel(task_ids))[1])
+        """Make every PENDING task FAILED now (reason 'cancelled'), or none."""
+        return self._drive(self._ops.cancel(task_ids))
 
     def retry(self, *task_ids: str) -> int:
-        """As RedisStore.retry."""
-        return int(self._run(self._commands.retry(task_ids)))
+        """Send every FAILED task back to PENDING, due now, attempts 0, or none."""
+        return self._drive(self._ops.retry(task_ids))
 
     def retry_failed(self, task_type: int | None = None, *, limit: int = 1000) -> int:
-        """As RedisStore.retry_failed."""
-        return int(self._run(self._commands.retry_failed(task_type, limit)))
+        """One bounded batch of FAILED tasks back to PENDING, due now; how many."""
+        return self._drive(self._ops.retry_failed(task_type, limit))
 
     def prune(self, *, confirmed_seconds: float, failed_seconds: float, limit: int = 100) -> Pruned:
-        """As RedisStore.prune."""
-        call = self._commands.prune(confirmed_seconds, failed_seconds, limit)
-        return self._commands.prune_done(self._run(call))
+        """Delete up to limit CONFIRMED / FAILED tasks past their retention (one slice)."""
+        return self._drive(self._ops.prune(confirmed_seconds, failed_seconds, limit))
 
     def count_by_state(self, state: State) -> int:
-        return int(self._run(self._commands.count(state)))
+        return self._drive(self._ops.count_by_state(state))
 
     def settle(self, changes: Sequence[Change]) -> list[bool]:
         """Apply each change whose record still holds its version; False for the others."""
-        return self._commands.flags_done(self._run(self._commands.settle(changes)))
+        return self._drive(self._ops.settle(changes))
+
+    def _drive(self, op: Op[T]) -> T:
+        """Run an operation: send what it asks for, give it the reply or the client's error."""
+        with self._guarded():
+            try:
+                request = next(op)
+                while True:
+                    try:
+                        reply = self._send(request)
+                    except Exception as error:  # the operation decides; unhandled, it re-raises
+                        request = op.throw(error)
+                    else:
+                        request = op.send(reply)
+            except StopIteration as done:
+                return cast(T, done.value)
 
     @contextlib.contextmanager
     def _guarded(self) -> Iterator[None]:
@@ -173,37 +146,39 @@ class SyncRedisStore(RedisStoreBase[SyncClient]):
                     pool.disconnect(inuse_connections=False)
             raise
 
-    def _run(self, call: Call) -> Any:
-        """Run call's script; redis-py's failures become the store's errors."""
-        with self._guarded():
-            return self._run_raw(call)
+    def _send(self, request: Request) -> Any:
+        """One request of an operation, sent as is (store/_operations.py)."""
+        match request:
+            case Script():
+                return self._script(request)
+            case HashGet(key, field):
+                return self.client.hget(key, field)
+            case HashGetMany(key, fields):
+                return self.client.hmget(key, fields)
+            case HashExists(key, fields):
+                with self.client.pipeline(transaction=False) as pipe:
+                    for field in fields:
+                        pipe.hexists(key, field)
+                    return pipe.execute()
+            case ServerInfo():
+                return self.client.info()
 
-    def _run_raw(self, call: Call) -> Any:
-        try:
-            try:
-                return self._send(call, by_source=False)
-            except NoScriptError:
-                # redis-py loads a flushed script again and retries once; a second SCRIPT FLUSH
-                # (or a restart) in between would still escape. NOSCRIPT means nothing ran, and
-                # EVAL sends the source itself, so it cannot miss the cache.
-                return self._send(call, by_source=True)
-        except ResponseError as error:
-            raise self._commands.translate(error, call) from None
-
-    def _send(self, call: Call, *, by_source: bool) -> Any:
-        """Run call's script by SHA (or by source); with replicas_to_ack, a write is followed by
-        WAIT on the same connection and counts as done only once replicated."""
+    def _script(self, request: Script) -> tuple[Any, Any]:
+        """Run a script by SHA (or by source); with wait_replicas, WAIT on the same connection."""
+        call = request.call
         script = self._scripts[call.script]
-        if not (self._replicas_to_ack and call.script in REPLICATED_SCRIPTS):
-            if by_source:
-                return self.client.eval(source(call.script), len(call.keys), *call.keys, *call.args)
-            return script(keys=call.keys, args=call.args)
+        if not request.wait_replicas:
+            if request.by_source:
+                reply = self.client.eval(
+                    source(call.script), len(call.keys), *call.keys, *call.args
+                )
+                return reply, None
+            return script(keys=call.keys, args=call.args), None
         with self.client.pipeline(transaction=False) as pipe:
-            if by_source:
+            if request.by_source:
                 pipe.eval(source(call.script), len(call.keys), *call.keys, *call.args)
             else:
                 script(keys=call.keys, args=call.args, client=pipe)
-            pipe.execute_command("WAIT", self._replicas_to_ack, REPLICA_ACK_TIMEOUT_MS)
+            pipe.execute_command("WAIT", request.wait_replicas, REPLICA_ACK_TIMEOUT_MS)
             reply, acknowledged = pipe.execute()
-        self._commands.check_replicated(acknowledged, self._replicas_to_ack, call)
-        return reply
+        return reply, acknowledged
