@@ -35,6 +35,7 @@ from worker.outcomes import Outcome, decide, release
 from worker.registry import HandlerSpec, Registry, retry_settings
 from worker.retention import Pruner
 from worker.threads import HandlerThreads
+from worker.tracing import task_tracer
 
 __all__ = ["Worker"]
 
@@ -63,6 +64,7 @@ class _Running:
     seconds: float = 0.0
     started: float = 0.0  # perf_counter() when handed to a thread
     abandoned: bool = False  # timed out or released while its thread runs on
+    span: Any = None  # the run's OpenTelemetry span, with the `otel` extra installed
 
 
 @dataclass(slots=True)
@@ -90,6 +92,7 @@ class Worker:
         if not registry.types():
             raise ConfigError("handlers.modules: no handler is registered, nothing to run")
         self._store = store
+        self._tracer = task_tracer()  # None without the `otel` extra: no span, no cost
         self._registry = registry
         self._settings = config.worker
         self._retry = {spec.type: retry_settings(config, spec) for spec in registry.specs()}
@@ -267,6 +270,8 @@ class Worker:
         self._running[record.task_id] = running
         delay = start_delay + (time.monotonic() - received)
         self.metrics.task_started(record.type, delay)
+        if self._tracer is not None:
+            running.span = self._tracer.start(record)
         self._none_running.clear()
         if running.spec.is_async:
             running.task = asyncio.create_task(self._execute(running))
@@ -285,7 +290,13 @@ class Worker:
         failure: Exception | None = None
         cancelled = False
         try:
-            await running.spec.func(running.claimed.record.clone())
+            run = running.spec.func(running.claimed.record.clone())
+            if running.span is None:
+                await run
+            else:
+                assert self._tracer is not None
+                with self._tracer.activate(running.span):
+                    await run
         except asyncio.CancelledError:
             if not (running.timed_out or self._releasing):
                 raise
@@ -349,6 +360,9 @@ class Worker:
             _task_log(record).warning("handler failed", outcome=outcome.value, error=reason)
         self._pending.append(_Pending(change, outcome))
         self._outcomes_ready.set()
+        if running.span is not None:
+            assert self._tracer is not None
+            self._tracer.end(running.span, outcome, failure)
 
     async def _write_outcomes(self) -> None:
         while True:
