@@ -30,6 +30,7 @@ ScriptName = Literal[
     "count_by_type",
     "beat",
     "beats",
+    "relist",
 ]
 SCRIPT_NAMES: tuple[ScriptName, ...] = (
     "put_all",
@@ -49,6 +50,7 @@ SCRIPT_NAMES: tuple[ScriptName, ...] = (
     "count_by_type",
     "beat",
     "beats",
+    "relist",
 )
 
 

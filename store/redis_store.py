@@ -145,6 +145,19 @@ class RedisStore(RedisStoreBase[AsyncClient]):
         (0 keeps that state forever); one atomic slice, safe to run from many workers."""
         return await self._drive(self._ops.prune(confirmed_seconds, failed_seconds, limit))
 
+    async def relist_all(self, *, batch: int = 500) -> int:
+        """Put every record stored before the listing existed into it (see relist.lua), one
+        HSCAN page at a time; safe beside live workers and to repeat. How many it listed."""
+        cursor, added = 0, 0
+        while True:
+            cursor, page = await self.client.hscan(self.keys.tasks, cursor, count=batch)
+            if page:
+                added += int(
+                    await self._run(self._commands.relist(list(cast(dict[bytes, bytes], page))))
+                )
+            if cursor == 0:
+                return added
+
     async def count_by_state(self, state: State) -> int:
         return await self._drive(self._ops.count_by_state(state))
 

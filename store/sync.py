@@ -110,6 +110,16 @@ class SyncRedisStore(RedisStoreBase[SyncClient]):
         """Delete up to limit CONFIRMED / FAILED tasks past their retention (one slice)."""
         return self._drive(self._ops.prune(confirmed_seconds, failed_seconds, limit))
 
+    def relist_all(self, *, batch: int = 500) -> int:
+        """As RedisStore.relist_all."""
+        cursor, added = 0, 0
+        while True:
+            cursor, page = self.client.hscan(self.keys.tasks, cursor, count=batch)
+            if page:
+                added += int(self._run(self._commands.relist(list(cast(dict[bytes, bytes], page)))))
+            if cursor == 0:
+                return added
+
     def count_by_state(self, state: State) -> int:
         return self._drive(self._ops.count_by_state(state))
 

@@ -7,15 +7,16 @@
 -- KEYS[4]  listing key prefix
 -- KEYS[5]  errors hash (task id -> last failure)
 -- ARGV[1]  state, ARGV[2] as_of_us, ARGV[3] cursor id or '' (none), ARGV[4] limit,
--- ARGV[5]  'asc' or 'desc', ARGV[6] budget: the most entries one slice reads,
--- ARGV[7]  '1' to add each record's last failure ('' for none), '0' not to
+-- ARGV[5]  'asc' or 'desc', ARGV[6] budget: the most listing entries one slice walks,
+-- ARGV[7]  '1' to add each record's last failure ('' for none), '0' not to,
+-- ARGV[8]  sort_limit: the most due records a slice reads through the time indexes and sorts
 -- Returns  {resume, task_id1, record1[, failure1], task_id2, ...}: at most limit records, ids
 --          strictly after the cursor in the page's direction. resume is -1 when the slice
 --          answered the page (it is full, or no record is left); otherwise the budget ran out
 --          first and resume is the last id read: the cursor to go on from.
--- Cost     bounded by the budget, whatever the number of tasks: O(T log N) to count the due
---          records R through the time indexes; when R <= budget they are read through those
---          and sorted by id, O(R log R); otherwise the listing is walked in id order from the
+-- Cost     bounded, whatever the number of tasks: O(T log N) to count the due records R
+--          through the time indexes; when R <= sort_limit they are read through those and
+--          sorted by id, O(R log R); otherwise the listing is walked in id order from the
 --          cursor, O(log N + budget), keeping the due ones.
 local state = int_in(ARGV[1], PENDING, FAILED)
 if not state then return invalid('state') end
@@ -32,6 +33,8 @@ local descending = ARGV[5] == 'desc'
 local budget = int_in(ARGV[6], 1, 100000)
 if not budget then return invalid('budget') end
 local with_failures = ARGV[7] == '1'
+local sort_limit = int_in(ARGV[8], 0, 100000)
+if not sort_limit then return invalid('sort_limit') end
 
 local reply = {-1}
 local function add(task_id, packed)
@@ -105,8 +108,9 @@ local function page_by_id()
       for i = 1, #entries, 2 do
         local task_id, id = entries[i], tonumber(entries[i + 1])
         local packed = redis.call('HGET', KEYS[1], task_id)
+        local r = decode_or_nil(packed)
         read, cursor = read + 1, id
-        if packed and decode(packed).next_at <= as_of then
+        if r and r.state == state and r.next_at <= as_of then
           add(task_id, packed)
           found = found + 1
           if found == limit then return reply end
@@ -121,5 +125,5 @@ local function page_by_id()
   end
 end
 
-if count_due() <= budget then return page_by_time() end
+if count_due() <= sort_limit then return page_by_time() end
 return page_by_id()

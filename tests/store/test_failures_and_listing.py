@@ -164,3 +164,25 @@ async def test_every_script_keeps_the_listing_in_step_with_the_records(
         expected = {row.record.task_id: row.record.id for row in records}
         assert listing(admin_client, redis_store, state) == expected
         assert len(expected) == await redis_store.count_by_state(state)
+
+
+async def test_relist_all_lists_records_stored_before_the_listing_existed(
+    redis_store: RedisStore, admin_client: redis.Redis
+) -> None:
+    """An upgraded store: records and indexes, no listing. Pages that walk the listing miss
+    them until relist_all (what `retryd migrate` runs) lists them; a second run adds none."""
+    await redis_store.put_all(*(rec(f"t{i}", state=State(1 + i % 3)) for i in range(1200)))
+    for state in (State.PENDING, State.CONFIRMED, State.FAILED):
+        directory = f"{redis_store.keys.list_prefix}{int(state)}"
+        buckets: list[bytes] = admin_client.zrange(directory, 0, -1)  # type: ignore[assignment]
+        admin_client.delete(directory, *(f"{directory}:{b.decode()}" for b in buckets))
+    redis_store._commands.page_sort_limit = 0  # every page walks the listing
+    assert await redis_store.list_tasks(State.PENDING, FAR) == []
+    assert await redis_store.relist_all(batch=100) == 1200
+    assert await redis_store.relist_all() == 0
+    for state in (State.PENDING, State.CONFIRMED, State.FAILED):
+        walked = await redis_store.list_tasks(state, FAR, limit=10_000)
+        assert len(walked) == 400
+        assert listing(admin_client, redis_store, state) == {
+            row.record.task_id: row.record.id for row in walked
+        }

@@ -1,8 +1,9 @@
-"""`retryd migrate`: create or upgrade the namespace's schema on PostgreSQL.
+"""`retryd migrate`: create or upgrade the namespace's schema on PostgreSQL; on Redis, list
+the tasks stored before the listing by id existed (an upgrade from retryd before issue 13).
 
 Idempotent and safe to run from many containers at once (an advisory lock serializes them; the
-first applies what is missing, the others find nothing to do). Redis needs no schema: for a
-Redis URL it says so and exits 0, so one deployment script serves both stores.
+first applies what is missing, the others find nothing to do). On Redis it adds what the
+listing lacks, one HSCAN page at a time, beside live workers; run again, it adds nothing.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from store import RedisStore
 from store.connection import redact
 from worker.commands._common import add_config_argument, config_from_args
 from worker.commands._output import add_json_argument, error, print_json
+from worker.commands._session import with_store
 from worker.logs import scrub, secrets_of_url
 
 __all__ = ["POSTGRES_SCHEMES", "add_parser", "main"]
@@ -35,7 +38,7 @@ def main(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     url, namespace = config.redis.url, config.redis.namespace
     if url.partition("://")[0].lower() not in POSTGRES_SCHEMES:
-        return _report(args, {"namespace": namespace, "store": "redis", "applied": 0})
+        return with_store(args, lambda _config, store: _relist(args, namespace, store))
     # Imported here, not at the top: every `retryd` command loads this module, and psycopg comes
     # only with the `postgres` extra (`pip install .` and the container image run without it).
     try:
@@ -56,11 +59,19 @@ def main(args: argparse.Namespace) -> int:
     return _report(args, facts | {"after": report.after, "applied": report.applied})
 
 
+async def _relist(args: argparse.Namespace, namespace: str, store: RedisStore) -> int:
+    relisted = await store.relist_all()
+    return _report(args, {"namespace": namespace, "store": "redis", "relisted": relisted})
+
+
 def _report(args: argparse.Namespace, facts: dict[str, Any]) -> int:
     if args.json:
         print_json(facts)
     elif facts["store"] == "redis":
-        print(f"namespace {facts['namespace']!r} is on Redis, which needs no schema")
+        print(
+            f"namespace {facts['namespace']!r} is on Redis, which needs no schema; "
+            f"{facts['relisted']} task(s) stored before the listing by id were listed"
+        )
     elif facts["applied"]:
         print(
             f"namespace {facts['namespace']!r}: schema version {facts['before']} -> "
