@@ -12,7 +12,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 __all__ = ["free_port", "redis_server", "started", "stop"]
@@ -70,12 +70,15 @@ def started(
 
 
 @contextlib.contextmanager
-def redis_server(workdir: Path, timeout: float = 10.0) -> Iterator[str]:
-    """Our own redis-server on a free loopback port, persistence off; yields its URL."""
+def redis_server(
+    workdir: Path, timeout: float = 10.0, *, extra_args: Sequence[str] = ()
+) -> Iterator[str]:
+    """Our own redis-server on a free loopback port, persistence off unless extra_args (given
+    last, so they win) turn it on; yields its URL."""
     port = free_port()
     argv = [
         "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-        "--appendonly", "no", "--dir", str(workdir),
+        "--appendonly", "no", "--dir", str(workdir), *extra_args,
     ]  # fmt: skip
     with started(argv, workdir / "redis-server.log") as proc:
         deadline = time.monotonic() + timeout
