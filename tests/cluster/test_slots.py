@@ -46,6 +46,7 @@ CALLS: dict[ScriptName, Callable[[Commands], Call]] = {
     "count_by_type": lambda c: c.count_by_type(),
     "beat": lambda c: c.beat("worker-1", b"{}", 60.0),
     "beats": lambda c: c.beats(60.0, 100),
+    "relist": lambda c: c.relist([b"t", b"u"]),
 }
 
 

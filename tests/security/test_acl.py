@@ -24,10 +24,11 @@ NAMESPACE = "retryd"
 # What retryd sends: the scripts (EVALSHA, and EVAL/SCRIPT LOAD when the cache was emptied),
 # the commands those scripts run, HGET (get_by_task_id), the wake channel, and what redis-py
 # sends on connect and for health checks (CLIENT SETINFO, PING). INFO lets the worker check
-# the server's persistence and eviction settings without CONFIG.
+# the server's persistence and eviction settings without CONFIG. HSCAN: `retryd migrate` pages
+# through the tasks hash to list the tasks stored before the listing by id existed.
 COMMANDS = (
     "+evalsha +eval +script|load +script|exists "
-    "+hget +hexists +hset +hdel +hmget +exists +incrby +sadd +smembers "
+    "+hget +hexists +hset +hdel +hmget +hscan +exists +incrby +sadd +smembers "
     "+zadd +zrem +zrange +zrangebyscore +zrevrangebyscore +zcard +zcount +time "
     "+publish +subscribe +unsubscribe +ping +info +client|setinfo +client|setname"
 )
@@ -97,7 +98,8 @@ async def test_every_store_operation_works_as_the_limited_user(server: RedisServ
 
 
 async def test_every_admin_operation_works_as_the_limited_user(server: RedisServer) -> None:
-    """Inspect, list, cancel, retry, retry every FAILED, prune and delete: the same rules."""
+    """Inspect, list, cancel, retry, retry every FAILED, prune, delete and relist: the same
+    rules."""
     async with RedisStore.from_url(app_url(server), namespace=NAMESPACE) as store:
         ids = ("c1", "c2", "c3")
         await store.put_all(*(Record(task_id=i, type=2, data=b"x") for i in ids))
@@ -115,6 +117,8 @@ async def test_every_admin_operation_works_as_the_limited_user(server: RedisServ
         assert await store.delete("c1", "c2") == 2
         with pytest.raises(NotFoundError):
             await store.inspect("c3")
+        await store.put_all(Record(task_id="c4", type=2, data=b"x"))
+        assert await store.relist_all() == 0  # `retryd migrate`: HSCAN, then the script
 
 
 @pytest.mark.parametrize(
