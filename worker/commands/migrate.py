@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from store import RedisStore
+from store import RedisStore, WorkerStore
 from store.connection import redact
 from worker.commands._common import add_config_argument, config_from_args
 from worker.commands._output import add_json_argument, error, print_json
@@ -59,8 +59,9 @@ def main(args: argparse.Namespace) -> int:
     return _report(args, facts | {"after": report.after, "applied": report.applied})
 
 
-async def _relist(args: argparse.Namespace, namespace: str, store: RedisStore) -> int:
-    relisted = await store.relist_all()
+async def _relist(args: argparse.Namespace, namespace: str, store: WorkerStore) -> int:
+    # Only a Redis store has a listing to fill (memory:// and the like have nothing to do).
+    relisted = await store.relist_all() if isinstance(store, RedisStore) else 0
     return _report(args, {"namespace": namespace, "store": "redis", "relisted": relisted})
 
 
