@@ -31,6 +31,7 @@ __all__ = [
     "HashExists",
     "HashGet",
     "HashGetMany",
+    "HashScan",
     "Op",
     "Operations",
     "Request",
@@ -76,11 +77,20 @@ class HashExists:
 
 
 @dataclass(frozen=True, slots=True)
+class HashScan:
+    """HSCAN key cursor COUNT count. Reply: (the next cursor, 0 at the end; the page's fields)."""
+
+    key: str
+    cursor: int
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class ServerInfo:
     """INFO. Reply: its fields (per node, for a cluster client)."""
 
 
-Request = Script | HashGet | HashGetMany | HashExists | ServerInfo
+Request = Script | HashGet | HashGetMany | HashExists | HashScan | ServerInfo
 Op = Generator[Request, Any, T]
 
 
@@ -194,6 +204,17 @@ class Operations:
     def prune(self, confirmed_seconds: float, failed_seconds: float, limit: int) -> Op[Pruned]:
         call = self._commands.prune(confirmed_seconds, failed_seconds, limit)
         return self._commands.prune_done((yield from self.script(call)))
+
+    def relist_all(self, batch: int) -> Op[int]:
+        """List every record stored before the listing existed (relist.lua), one HSCAN page at
+        a time; how many it listed."""
+        cursor, added = 0, 0
+        while True:
+            cursor, fields = yield HashScan(self._keys.tasks, cursor, batch)
+            if fields:
+                added += int((yield from self.script(self._commands.relist(fields))))
+            if cursor == 0:
+                return added
 
     def count_by_state(self, state: State) -> Op[int]:
         return int((yield from self.script(self._commands.count(state))))

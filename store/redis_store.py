@@ -42,6 +42,7 @@ from store._operations import (
     HashExists,
     HashGet,
     HashGetMany,
+    HashScan,
     Op,
     Request,
     Script,
@@ -148,15 +149,7 @@ class RedisStore(RedisStoreBase[AsyncClient]):
     async def relist_all(self, *, batch: int = 500) -> int:
         """Put every record stored before the listing existed into it (see relist.lua), one
         HSCAN page at a time; safe beside live workers and to repeat. How many it listed."""
-        cursor, added = 0, 0
-        while True:
-            cursor, page = await self.client.hscan(self.keys.tasks, cursor, count=batch)
-            if page:
-                added += int(
-                    await self._run(self._commands.relist(list(cast(dict[bytes, bytes], page))))
-                )
-            if cursor == 0:
-                return added
+        return await self._drive(self._ops.relist_all(batch))
 
     async def count_by_state(self, state: State) -> int:
         return await self._drive(self._ops.count_by_state(state))
@@ -260,6 +253,9 @@ class RedisStore(RedisStoreBase[AsyncClient]):
                     for field in fields:
                         pipe.hexists(key, field)
                     return await pipe.execute()
+            case HashScan(key, cursor, count):
+                cursor, page = await self.client.hscan(key, cursor, count=count)
+                return cursor, list(page)  # the fields; the values are not needed
             case ServerInfo():
                 return await self.client.info()
 

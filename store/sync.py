@@ -20,6 +20,7 @@ from store._operations import (
     HashExists,
     HashGet,
     HashGetMany,
+    HashScan,
     Op,
     Request,
     Script,
@@ -111,14 +112,9 @@ class SyncRedisStore(RedisStoreBase[SyncClient]):
         return self._drive(self._ops.prune(confirmed_seconds, failed_seconds, limit))
 
     def relist_all(self, *, batch: int = 500) -> int:
-        """As RedisStore.relist_all."""
-        cursor, added = 0, 0
-        while True:
-            cursor, page = self.client.hscan(self.keys.tasks, cursor, count=batch)
-            if page:
-                added += int(self._run(self._commands.relist(list(cast(dict[bytes, bytes], page)))))
-            if cursor == 0:
-                return added
+        """Put every record stored before the listing existed into it (see relist.lua), one
+        HSCAN page at a time; safe beside live workers and to repeat. How many it listed."""
+        return self._drive(self._ops.relist_all(batch))
 
     def count_by_state(self, state: State) -> int:
         return self._drive(self._ops.count_by_state(state))
@@ -170,6 +166,9 @@ class SyncRedisStore(RedisStoreBase[SyncClient]):
                     for field in fields:
                         pipe.hexists(key, field)
                     return pipe.execute()
+            case HashScan(key, cursor, count):
+                cursor, page = self.client.hscan(key, cursor, count=count)
+                return cursor, list(page)  # the fields; the values are not needed
             case ServerInfo():
                 return self.client.info()
 
