@@ -171,6 +171,12 @@ def test_every_page_loads_and_search_finds_a_task(
     page.goto(web())
     expect(page.get_by_role("heading", name="Overview")).to_be_visible()
     expect(page.locator(".cards")).to_contain_text("Failed2")
+    # Live refresh: a task put now shows up within a refresh (5 s), with no navigation.
+    expect(page.get_by_role("button", name="Pause live refresh")).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    _put(tasks, "late-arrival", State.PENDING, b"")
+    expect(page.locator(".cards")).to_contain_text("Pending13", timeout=12_000)
 
     page.get_by_role("link", name="Tasks", exact=True).click()
     expect(page.get_by_role("table")).to_contain_text("invoice-0042")
