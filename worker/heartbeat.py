@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 import structlog
 
 from store import StoreError, WorkerStore
+from worker.background import in_background
 from worker.metrics import WorkerMetrics, build_version
 
 __all__ = [
@@ -81,13 +82,10 @@ async def beat_until_cancelled(
 @contextlib.asynccontextmanager
 async def beating(store: WorkerStore, report: Callable[[], WorkerReport]) -> AsyncIterator[None]:
     """Beat on store for the length of the block, then close store."""
-    task = asyncio.create_task(beat_until_cancelled(store, report))
     try:
-        yield
+        async with in_background(beat_until_cancelled(store, report)):
+            yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         await store.aclose()
 
 

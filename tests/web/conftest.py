@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -41,8 +42,7 @@ def dashboard(redis_store: RedisStore) -> Dashboard:
     return open_dashboard
 
 
-async def put_task(
-    store: RedisStore,
+def task_record(
     task_id: str,
     *,
     state: State = State.PENDING,
@@ -50,7 +50,8 @@ async def put_task(
     data: bytes = b"hello",
     failed_attempts: int = 0,
 ) -> Record:
-    record = Record(
+    """A task to put, due now, in any state (put_all stores the state it is given)."""
+    return Record(
         task_id=task_id,
         type=task_type,
         data=data,
@@ -58,8 +59,18 @@ async def put_task(
         failed_attempts=failed_attempts,
         next_attempt_at=datetime.now(UTC),
     )
-    await store.put_all(record)
+
+
+async def put_task(store: RedisStore, task_id: str, **fields: Any) -> Record:
+    """Put task_record(task_id, **fields); return it as stored."""
+    await store.put_all(task_record(task_id, **fields))
     return await store.get_by_task_id(task_id)
+
+
+async def csrf_token(client: httpx.AsyncClient) -> str:
+    """Open the overview (which hands out the CSRF cookie); return the token forms carry."""
+    await client.get("/")
+    return csrf_of(client)
 
 
 def csrf_of(client: httpx.AsyncClient) -> str:

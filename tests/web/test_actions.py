@@ -10,7 +10,7 @@ import pytest
 import structlog
 
 from store import NotFoundError, RedisStore, State
-from tests.web.conftest import SECRET, Dashboard, csrf_of, put_task
+from tests.web.conftest import SECRET, Dashboard, csrf_of, csrf_token, put_task
 
 
 async def test_retry_asks_first_then_makes_a_failed_task_pending(
@@ -39,7 +39,7 @@ async def test_a_post_without_the_csrf_token_changes_nothing(
 ) -> None:
     await put_task(redis_store, "t-1", state=State.FAILED)
     async with dashboard() as client:
-        await client.get("/")
+        await csrf_token(client)
         refused = [
             await client.post("/task/retry", data={"id": "t-1"}),
             await client.post("/task/retry", data={"id": "t-1", "csrf": "forged"}),
@@ -60,9 +60,9 @@ async def test_retry_refuses_a_task_that_is_not_failed(
 ) -> None:
     await put_task(redis_store, "t-1")
     async with dashboard() as client:
-        await client.get("/")
-        response = await client.post("/task/retry", data={"id": "t-1", "csrf": csrf_of(client)})
-        missing = await client.post("/task/retry", data={"id": "nope", "csrf": csrf_of(client)})
+        token = await csrf_token(client)
+        response = await client.post("/task/retry", data={"id": "t-1", "csrf": token})
+        missing = await client.post("/task/retry", data={"id": "nope", "csrf": token})
     assert response.status_code == 409
     assert "only a failed task can be retried" in response.text
     assert missing.status_code == 404
@@ -74,8 +74,7 @@ async def test_tampered_and_oversized_forms_are_refused(
 ) -> None:
     await put_task(redis_store, "t-1", state=State.FAILED)
     async with dashboard() as client:
-        await client.get("/")
-        token = csrf_of(client)
+        token = await csrf_token(client)
         no_id = await client.post("/task/retry", data={"csrf": token})
         garbled = await client.post(
             "/task/retry",
@@ -224,8 +223,7 @@ async def test_actions_refuse_what_does_not_apply_and_write_nothing(
 ) -> None:
     await put_task(redis_store, "done", state=State.CONFIRMED)
     async with dashboard() as client:
-        await client.get("/")
-        token = csrf_of(client)
+        token = await csrf_token(client)
         cancel = await client.post("/task/cancel", data={"id": "done", "csrf": token})
         unknown = await client.post("/task/explode", data={"id": "done", "csrf": token})
         bad_type = await client.post("/retry-failed", data={"type": "-1", "csrf": token})

@@ -19,14 +19,13 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from store import Record, State, SyncRedisStore
+from store import State, SyncRedisStore
 from tests.servers import free_port, wait_for
-from tests.web.conftest import SECRET
+from tests.web.conftest import SECRET, task_record
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -140,17 +139,13 @@ def _put(
     task_id: str,
     state: State,
     data: bytes,
-    attempts: int = 0,
+    *,
+    failed_attempts: int = 0,
     task_type: int = 1,
 ) -> None:
     store.put_all(
-        Record(
-            task_id=task_id,
-            type=task_type,
-            data=data,
-            state=state,
-            failed_attempts=attempts,
-            next_attempt_at=datetime.now(UTC),
+        task_record(
+            task_id, state=state, data=data, failed_attempts=failed_attempts, task_type=task_type
         )
     )
 
@@ -160,8 +155,14 @@ def _sample(store: SyncRedisStore) -> None:
         _put(store, f"invoice-{n:04}", State.PENDING, b'{"invoice": %d}' % n)
     for n in range(3):
         _put(store, f"sent-{n}", State.CONFIRMED, b"ok")
-    _put(store, "invoice-0042", State.FAILED, b'{"invoice": 42, "to": "ada@example.com"}', 10)
-    _put(store, "webhook-7", State.FAILED, b"\x89PNG\r\n\x1a\n\x00\x00", 3)
+    _put(
+        store,
+        "invoice-0042",
+        State.FAILED,
+        b'{"invoice": 42, "to": "ada@example.com"}',
+        failed_attempts=10,
+    )
+    _put(store, "webhook-7", State.FAILED, b"\x89PNG\r\n\x1a\n\x00\x00", failed_attempts=3)
 
 
 def test_every_page_loads_and_search_finds_a_task(

@@ -33,6 +33,7 @@ from store import (
     StoreUnavailable,
     ValidationError,
 )
+from worker.background import in_background
 from worker.config import WebSettings
 from worker.logs import error_kind
 from worker.web import views
@@ -89,21 +90,16 @@ def _sampling(board: Board) -> Callable[[Starlette], AbstractAsyncContextManager
     """Read the workers' heartbeats every SAMPLE_SECONDS while serving, so the throughput chart
     has no gaps when nobody is looking; a failed read is skipped (the pages show the outage)."""
 
+    async def sample() -> None:
+        while True:
+            with contextlib.suppress(*UNAVAILABLE, StoreError):
+                await board.sample_workers()
+            await asyncio.sleep(SAMPLE_SECONDS)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async def sample() -> None:
-            while True:
-                with contextlib.suppress(*UNAVAILABLE, StoreError):
-                    await board.sample_workers()
-                await asyncio.sleep(SAMPLE_SECONDS)
-
-        task = asyncio.create_task(sample())
-        try:
+        async with in_background(sample()):
             yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     return lifespan
 

@@ -1,0 +1,26 @@
+"""One coroutine run beside a block of code, and cancelled (and awaited) when the block ends.
+
+For the loops that live as long as something else does: the worker's heartbeat, the dashboard's
+heartbeat sampler. Cancelling without awaiting would leave the task to be destroyed pending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
+
+__all__ = ["in_background"]
+
+
+@contextlib.asynccontextmanager
+async def in_background(coroutine: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    """Run coroutine as a task for the length of the `async with` block."""
+    task = asyncio.create_task(coroutine)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
