@@ -6,6 +6,7 @@ __all__ = [
     "ExistsError",
     "NotFoundError",
     "NotReplicatedError",
+    "SchemaVersionError",
     "StaleVersionError",
     "StateError",
     "StoreAccessDenied",
@@ -35,6 +36,11 @@ class StaleVersionError(StoreError):
 class StateError(StoreError):
     """Raised when an operation does not apply to a task in its current state (cancel of a
     CONFIRMED task, retry of a PENDING one); nothing was written."""
+
+
+class SchemaVersionError(StoreError):
+    """Raised when a namespace's schema (on PostgreSQL) is missing or at a version this retryd
+    cannot use; the message says what to run (`retryd migrate`, or an upgrade of retryd)."""
 
 
 class TransientError(StoreError):

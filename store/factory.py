@@ -24,9 +24,28 @@ def _open_redis(url: str, namespace: str, max_data_bytes: int, replicas_to_ack: 
     )
 
 
+def _open_postgres(
+    url: str, namespace: str, max_data_bytes: int, replicas_to_ack: int
+) -> WorkerStore:
+    if replicas_to_ack:
+        raise ValueError(
+            "redis.replicas_to_ack is a Redis setting; on PostgreSQL, synchronous replication "
+            "is the server's (synchronous_standby_names)"
+        )
+    try:  # psycopg comes with the `postgres` extra: a Redis deployment never imports it
+        from store.postgres import PostgresStore
+    except ImportError as missing:
+        raise ValueError(
+            f"{redact(url)!r} needs the PostgreSQL store: pip install 'retryd[postgres]' "
+            f"({missing})"
+        ) from None
+    return PostgresStore.from_url(url, namespace=namespace, max_data_bytes=max_data_bytes)
+
+
 # Scheme -> opener. Redis: one server, TLS, a Unix socket, Cluster and Sentinel (the URL forms
-# are in store/connection.py). PostgreSQL (postgresql://, postgres://) adds its rows here.
+# are in store/connection.py). PostgreSQL: store/postgres/ (docs/postgres.md).
 OPENERS: dict[str, Opener] = dict.fromkeys(REDIS_SCHEMES, _open_redis)
+OPENERS |= dict.fromkeys(("postgresql", "postgres"), _open_postgres)
 SCHEMES = tuple(OPENERS)
 
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from store import (
     ExistsError,
     NotFoundError,
+    SchemaVersionError,
     StaleVersionError,
     StateError,
     StoreUnavailable,
@@ -58,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
-    except (ConfigError, ValidationError, ExistsError, StateError) as error:
+    except (ConfigError, ValidationError, ExistsError, StateError, SchemaVersionError) as error:
         print(f"retryd: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (NotFoundError, StaleVersionError) as error:
@@ -68,8 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"retryd: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (StoreUnavailable, OSError) as error:
-        # redis-py names host and port in these messages, never the password.
-        print(f"retryd: cannot use Redis: {describe(error)}", file=sys.stderr)
+        # redis-py and libpq name host and port in these messages, never the password.
+        print(f"retryd: cannot use the store: {describe(error)}", file=sys.stderr)
         return EXIT_NOT_FOUND
     except KeyboardInterrupt:
         return 130

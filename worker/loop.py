@@ -23,6 +23,7 @@ from store import (
     Claim,
     Claimed,
     NotReplicatedError,
+    SchemaVersionError,
     StoreError,
     TransientError,
     WorkerStore,
@@ -205,6 +206,8 @@ class Worker:
         except TransientError as error:
             await self._pause(self._outage.failed(error))
             return None
+        except SchemaVersionError:
+            raise  # the store's schema is not this code's: say what to run, do not run on it
         except StoreError as error:
             # Not an outage (BUSY: a long script; OOM: maxmemory reached), and not something a
             # restart would mend: count it, say so and keep the process up (a crash loop would

@@ -5,8 +5,9 @@ producers can put tasks inside their own transaction (put_all(..., connection=co
 docs/postgres.md.
 """
 
+from store.errors import SchemaVersionError
 from store.postgres._migrate import MigrationReport, migrate
-from store.postgres._schema import SCHEMA_VERSION, SchemaVersionError
+from store.postgres._schema import SCHEMA_VERSION
 from store.postgres.store import PostgresStore
 from store.postgres.sync_store import SyncPostgresStore
 

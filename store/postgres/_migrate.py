@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import errors
 
-from store.postgres._schema import SCHEMA_VERSION, Schema, SchemaVersionError, migrations
+from store.errors import SchemaVersionError
+from store.postgres._schema import SCHEMA_VERSION, Schema, migrations
 
 __all__ = ["MigrationReport", "migrate", "read_schema_version"]
 

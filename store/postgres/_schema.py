@@ -14,14 +14,13 @@ from dataclasses import dataclass
 from importlib.resources import files
 from typing import Literal
 
-from store.errors import StoreError, ValidationError
+from store.errors import ValidationError
 
 __all__ = [
     "SCHEMA_VERSION",
     "Migration",
     "QueryName",
     "Schema",
-    "SchemaVersionError",
     "migrations",
 ]
 
@@ -41,15 +40,16 @@ QueryName = Literal[
     "retry",
     "retry_failed",
     "prune",
+    "count_by_type",
+    "beat",
+    "beats",
+    "which_exist",
+    "server_facts",
 ]
 
 # Letters, digits and _.:- as on Redis; 63 bytes is PostgreSQL's limit on a schema's (and a
 # NOTIFY channel's) name, and names starting with pg_ are reserved for the system.
 _NAMESPACE = re.compile(r"(?!pg_)[A-Za-z0-9_.:\-]{1,63}")
-
-
-class SchemaVersionError(StoreError):
-    """Raised when a namespace's schema is missing or at a version this retryd cannot use."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ and the same errors.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,9 +16,12 @@ from typing import Any
 from store.errors import ExistsError, NotFoundError, StaleVersionError, ValidationError
 from store.lifecycle import Failure, Pruned, TaskDetails
 from store.postgres._schema import QueryName, Schema
+from store.presence import Beat, Presence, TypeCounts
 from store.protocol import (
     check_batch,
     check_batch_limit,
+    check_beat,
+    check_beats,
     check_query,
     check_task_ids,
     check_uint32,
@@ -35,7 +38,7 @@ from store.record import (
     check_task_id,
     to_utc,
 )
-from store.worker_types import Change, Claim, Claimed, Stats
+from store.worker_types import Change, Claim, Claimed, ServerFacts, Stats
 
 __all__ = ["Query", "Statements"]
 
@@ -272,7 +275,7 @@ class Statements:
         return self._query("stats")
 
     def stats_done(self, row: Row) -> Stats:
-        now, pending, confirmed, failed, ready, oldest = row
+        now, pending, confirmed, failed, ready, oldest, due_types, due_counts = row
         return Stats(
             now=to_utc(now),
             pending=int(pending),
@@ -280,7 +283,49 @@ class Statements:
             failed=int(failed),
             ready=int(ready),
             oldest_ready_at=None if oldest is None else to_utc(oldest),
+            ready_by_type=dict(zip(due_types or [], due_counts or [], strict=True)),
         )
+
+    def count_by_type(self) -> Query:
+        return self._query("count_by_type")
+
+    def count_by_type_done(self, rows: Sequence[Row]) -> list[TypeCounts]:
+        return [TypeCounts(int(t), int(p), int(c), int(f)) for t, p, c, f in rows]
+
+    def beat(self, member: str, payload: bytes, forget_after_seconds: float) -> Query:
+        forget_after = check_beat(member, payload, forget_after_seconds)
+        return self._query(
+            "beat",
+            member=member.encode("utf-8", "surrogatepass"),
+            payload=payload,
+            forget_after=timedelta(microseconds=forget_after),
+        )
+
+    def beats(self, within_seconds: float, limit: int) -> Query:
+        within = check_beats(within_seconds, limit)
+        return self._query("beats", within=timedelta(microseconds=within), limit=limit)
+
+    def beats_done(self, rows: Sequence[Row]) -> Presence:
+        """Rows of (now, member, at, payload); a lone row of NULLs but now: nobody beat."""
+        beats = [
+            Beat(bytes(member).decode("utf-8", "surrogatepass"), to_utc(at), bytes(payload))
+            for _, member, at, payload in rows
+            if member is not None
+        ]
+        return Presence(to_utc(rows[0][0]), beats)
+
+    def which_exist(self, task_ids: Collection[str]) -> Query:
+        ids = [check_task_id(task_id).encode("utf-8") for task_id in task_ids]
+        return self._query("which_exist", task_ids=ids)
+
+    def which_exist_done(self, rows: Sequence[Row]) -> set[str]:
+        return {bytes(row[0]).decode("utf-8") for row in rows}
+
+    def server_facts_done(self, row: Row) -> ServerFacts:
+        """fsync off, or commits acknowledged before they reach the disk, may lose tasks."""
+        version, fsync, synchronous_commit = row
+        persistent = fsync == "on" and synchronous_commit != "off"
+        return ServerFacts(f"postgresql {version}", persistent, "noeviction")
 
 
 def to_record(row: Row) -> Record:

@@ -9,8 +9,9 @@ This module never imports the worker: it is the store, used by producers and wor
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Self
 
@@ -18,20 +19,27 @@ import psycopg
 from psycopg import errors
 from psycopg_pool import AsyncConnectionPool
 
+from store.errors import SchemaVersionError, StoreError, StoreUnavailable
 from store.lifecycle import Pruned, TaskDetails
 from store.postgres._connection import (
     SAVEPOINT,
     check_callers_connection,
     pool_options,
 )
+from store.postgres._errors import translated
 from store.postgres._migrate import read_schema_version_async
-from store.postgres._schema import QueryName, Schema, SchemaVersionError
+from store.postgres._schema import QueryName, Schema
 from store.postgres._statements import Query, Row, Statements
-from store.protocol import DEFAULT_MAX_DATA_BYTES
-from store.record import Ordering, Record, State
-from store.worker_types import Change, Claim, Stats
+from store.presence import Presence, TypeCounts
+from store.protocol import DEFAULT_MAX_DATA_BYTES, Wakeups
+from store.record import Ordering, Record, State, to_utc
+from store.worker_types import Change, Claim, ServerFacts, Stats
 
 __all__ = ["PostgresStore"]
+
+# How long testing the idle connections after a failure may take: a server that does not
+# answer at all must not hold the caller's error back.
+_CHECK_SECONDS = 2.0
 
 AsyncConnection = psycopg.AsyncConnection[Any]
 
@@ -87,9 +95,12 @@ class PostgresStore:
             if connection is None:
                 row = await self._one(query)
             else:
-                row = await self._in_callers_transaction(connection, query)
-        except errors.UniqueViolation as error:
-            raise self._statements.duplicate(error.diag.message_detail) from None
+                with translated(self.schema):
+                    row = await self._in_callers_transaction(connection, query)
+        except StoreError as error:
+            if isinstance(error.__cause__, errors.UniqueViolation):
+                raise self._statements.duplicate(error.__cause__.diag.message_detail) from None
+            raise
         assert row is not None
         self._statements.put_all_done(records, row)
 
@@ -193,24 +204,58 @@ class PostgresStore:
         assert row is not None
         return self._statements.stats_done(row)
 
-    async def wakeups(self) -> AsyncIterator[None]:
-        """Yield once listening (tasks may have been put before), then once per notification
-        that tasks became due now. Holds one connection of the pool while it runs."""
-        async with await self._connection() as conn:
-            await conn.execute(b"LISTEN " + self.schema.quoted.encode("utf-8"))
-            try:
-                yield
-                async for _ in conn.notifies():
-                    yield
-            finally:
-                with contextlib.suppress(psycopg.Error):  # back to the pool listening to nothing
-                    await conn.execute(b"UNLISTEN *")
+    @contextlib.asynccontextmanager
+    async def wakeups(self) -> AsyncIterator[Wakeups]:
+        """LISTENing on the namespace's channel, on a connection of the pool held for the
+        length of the block. A NOTIFY is sent by the statement that makes a task due now and
+        delivered when its transaction commits: a rolled-back put wakes no one."""
+        with translated(self.schema):
+            async with await self._connection() as conn:
+                await conn.execute(b"LISTEN " + self.schema.quoted.encode("utf-8"))
+                try:
+                    yield _ListenWakeups(conn, self.schema)
+                finally:
+                    with contextlib.suppress(psycopg.Error):  # back to the pool deaf
+                        await conn.execute(b"UNLISTEN *")
+
+    async def count_by_type(self) -> list[TypeCounts]:
+        """Tasks per state of every type, by type, in one snapshot."""
+        return self._statements.count_by_type_done(
+            await self._all(self._statements.count_by_type())
+        )
+
+    async def beat(self, member: str, payload: bytes, *, forget_after_seconds: float) -> datetime:
+        """Say member is alive with payload; forget members silent for longer than
+        forget_after_seconds. Returns the store's now."""
+        row = await self._one(self._statements.beat(member, payload, forget_after_seconds))
+        assert row is not None
+        return to_utc(row[0])
+
+    async def beats(self, *, within_seconds: float, limit: int = 1000) -> Presence:
+        """The members that beat within the last within_seconds, latest first."""
+        rows = await self._all(self._statements.beats(within_seconds, limit))
+        return self._statements.beats_done(rows)
+
+    async def which_exist(self, task_ids: Collection[str]) -> set[str]:
+        """The given task ids that are stored: one statement, however many."""
+        query = self._statements.which_exist(task_ids)
+        return self._statements.which_exist_done(await self._all(query))
+
+    async def server_facts(self) -> ServerFacts:
+        """The server's version and durability settings. A namespace whose schema this code
+        cannot use is refused here with SchemaVersionError, saying what to run: `retryd run`
+        and `retryd check` ask for these facts before anything else."""
+        row = await self._one(Query("server_facts", self.schema.sql("server_facts"), {}))
+        assert row is not None
+        await self.check_schema()
+        return self._statements.server_facts_done(row)
 
     async def check_schema(self) -> None:
         """Raise SchemaVersionError, saying what to run, unless the schema is the one this
-        code knows (a worker calls it before its first claim)."""
-        async with await self._connection() as conn, conn.cursor() as cursor:
-            version = await read_schema_version_async(cursor, self.schema)
+        code knows."""
+        with translated(self.schema):
+            async with await self._connection() as conn, conn.cursor() as cursor:
+                version = await read_schema_version_async(cursor, self.schema)
         problem = self.schema.version_problem(version)
         if problem is not None:
             raise SchemaVersionError(problem)
@@ -223,14 +268,27 @@ class PostgresStore:
         return self.pool.connection()
 
     async def _one(self, query: Query) -> Row | None:
-        async with await self._connection() as conn, conn.cursor() as cursor:
-            await cursor.execute(query.sql, query.params, binary=True)
-            return await cursor.fetchone()
+        rows = await self._all(query)
+        return rows[0] if rows else None
 
     async def _all(self, query: Query) -> list[Row]:
-        async with await self._connection() as conn, conn.cursor() as cursor:
-            await cursor.execute(query.sql, query.params, binary=True)
-            return await cursor.fetchall()
+        """Run query on a pooled connection; psycopg's errors become the store's."""
+        try:
+            with translated(self.schema):
+                async with await self._connection() as conn, conn.cursor() as cursor:
+                    await cursor.execute(query.sql, query.params, binary=True)
+                    return await cursor.fetchall()
+        except StoreUnavailable:
+            await self._drop_broken_connections()
+            raise
+
+    async def _drop_broken_connections(self) -> None:
+        """After a lost connection, test the idle ones: a server that restarted dropped them
+        all, and each would otherwise fail one more call after it is back."""
+        if self.pool.closed:
+            return
+        with contextlib.suppress(Exception):  # best effort: the caller's error is the news
+            await asyncio.wait_for(self.pool.check(), timeout=_CHECK_SECONDS)
 
     async def _in_callers_transaction(self, conn: AsyncConnection, query: Query) -> Row | None:
         """Run query in conn's transaction, inside a savepoint: a failure leaves the caller's
@@ -249,3 +307,18 @@ class PostgresStore:
                 raise
             await cursor.execute(SAVEPOINT.release)
             return row
+
+
+class _ListenWakeups:
+    """Wake-ups on a LISTENing connection: any notification on the channel is one."""
+
+    def __init__(self, conn: AsyncConnection, schema: Schema) -> None:
+        self._conn = conn
+        self._schema = schema
+
+    async def wait(self) -> None:
+        # Notifications that arrived while nobody waited are psycopg's backlog: returned at
+        # once. stop_after ends the generator cleanly, releasing the connection's lock.
+        with translated(self._schema):
+            async for _ in self._conn.notifies(stop_after=1):
+                pass

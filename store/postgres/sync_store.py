@@ -16,10 +16,12 @@ import psycopg
 from psycopg import errors
 from psycopg_pool import ConnectionPool
 
+from store.errors import SchemaVersionError, StoreError
 from store.lifecycle import Pruned, TaskDetails
 from store.postgres._connection import SAVEPOINT, check_callers_connection, pool_options
+from store.postgres._errors import translated
 from store.postgres._migrate import MigrationReport, migrate, read_schema_version
-from store.postgres._schema import QueryName, Schema, SchemaVersionError
+from store.postgres._schema import QueryName, Schema
 from store.postgres._statements import Query, Row, Statements
 from store.protocol import DEFAULT_MAX_DATA_BYTES
 from store.record import Ordering, Record, State
@@ -79,9 +81,12 @@ class SyncPostgresStore:
             if connection is None:
                 row = self._one(query)
             else:
-                row = self._in_callers_transaction(connection, query)
-        except errors.UniqueViolation as error:
-            raise self._statements.duplicate(error.diag.message_detail) from None
+                with translated(self.schema):
+                    row = self._in_callers_transaction(connection, query)
+        except StoreError as error:
+            if isinstance(error.__cause__, errors.UniqueViolation):
+                raise self._statements.duplicate(error.__cause__.diag.message_detail) from None
+            raise
         assert row is not None
         self._statements.put_all_done(records, row)
 
@@ -163,13 +168,13 @@ class SyncPostgresStore:
 
     def migrate(self) -> MigrationReport:
         """Create or upgrade this namespace's schema (what `retryd migrate` runs)."""
-        with self._connection() as conn:
+        with translated(self.schema), self._connection() as conn:
             return migrate(conn, self.schema.namespace)
 
     def check_schema(self) -> None:
         """Raise SchemaVersionError, saying what to run, unless the schema is the one this
         code knows."""
-        with self._connection() as conn, conn.cursor() as cursor:
+        with translated(self.schema), self._connection() as conn, conn.cursor() as cursor:
             version = read_schema_version(cursor, self.schema)
         problem = self.schema.version_problem(version)
         if problem is not None:
@@ -181,12 +186,12 @@ class SyncPostgresStore:
         return self.pool.connection()
 
     def _one(self, query: Query) -> Row | None:
-        with self._connection() as conn, conn.cursor() as cursor:
-            cursor.execute(query.sql, query.params, binary=True)
-            return cursor.fetchone()
+        rows = self._all(query)
+        return rows[0] if rows else None
 
     def _all(self, query: Query) -> list[Row]:
-        with self._connection() as conn, conn.cursor() as cursor:
+        """Run query on a pooled connection; psycopg's errors become the store's."""
+        with translated(self.schema), self._connection() as conn, conn.cursor() as cursor:
             cursor.execute(query.sql, query.params, binary=True)
             return cursor.fetchall()
 

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 
 from store import Change, MemoryStore, Record, RedisStore, State, ValidationError, WorkerStore
+from store.postgres import PostgresStore
+from tests.pg import migrated_namespace
 
 SHORT_LEASE = 0.05
 PAST_SHORT_LEASE = 0.08
@@ -28,13 +30,20 @@ def rec(task_id: str, **fields: Any) -> Record:
     return Record(task_id=task_id, **values)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "postgres"])
 async def worker_store(
     request: pytest.FixtureRequest, redis_url: str, namespace: str
 ) -> AsyncIterator[WorkerStore]:
-    """Each WorkerStore in turn: the reference in memory, and Redis on this test's namespace."""
+    """Each WorkerStore in turn: the reference in memory, Redis and PostgreSQL on this test's
+    namespace."""
     if request.param == "memory":
         yield MemoryStore()
+        return
+    if request.param == "postgres":
+        postgres_url = request.getfixturevalue("postgres_url")
+        with migrated_namespace(postgres_url, namespace):
+            async with PostgresStore.from_url(postgres_url, namespace=namespace) as pg:
+                yield pg
         return
     async with RedisStore.from_url(redis_url, namespace=namespace) as store:
         yield store
@@ -320,6 +329,6 @@ async def test_which_exist_names_the_stored_task_ids(worker_store: WorkerStore) 
 
 async def test_server_facts_name_the_server(worker_store: WorkerStore) -> None:
     facts = await worker_store.server_facts()
-    assert facts.version.split()[0] in ("memory", "redis", "valkey")
+    assert facts.version.split()[0] in ("memory", "redis", "valkey", "postgresql")
     assert isinstance(facts.persistent, bool)
     assert facts.eviction_policy

@@ -50,6 +50,8 @@ async def _run(config: Config, url: str, action: Action) -> int:
 
 
 def redis_failure(url: str, failure: BaseException) -> str:
-    """'cannot use Redis at <url>: <why>', with every credential of url masked."""
+    """'cannot use Redis at <url>: <why>' (PostgreSQL for a postgresql:// URL), with every
+    credential of url masked."""
     text = scrub(describe(failure), secrets_of_url(url))
-    return f"cannot use Redis at {redact(url)}: {text}"
+    server = "PostgreSQL" if url.lower().startswith(("postgresql://", "postgres://")) else "Redis"
+    return f"cannot use {server} at {redact(url)}: {text}"

@@ -165,7 +165,11 @@ async def _serve(config: Config, url: str, *, burst: bool, supervised_by: Path |
     if supervised_by is not None:
         structlog.contextvars.bind_contextvars(pid=os.getpid())
         reporter = asyncio.create_task(report_to_supervisor(worker, supervised_by))
-    await _warn_about_server(store)
+    try:
+        await _warn_about_server(store)  # a PostgreSQL schema this code does not know: refused
+    except BaseException:
+        await store.aclose()
+        raise
     await _warn_about_unhandled(store, worker.handled_types)
     http = await _start_http(config, store, worker)
     log.info(

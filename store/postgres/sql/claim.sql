@@ -1,7 +1,7 @@
 -- claim: lease up to limit due PENDING tasks of the given types to one worker.
 -- Params  types bigint[], max_attempts bigint[] (one per type), limit bigint, lease interval,
 --         abandoned text (the message of an abandoned run's failure)
--- Returns one row per task taken, oldest due first: its record after the claim, the instant it
+-- Returns one row per task leased, oldest due first: its record after the claim, the instant it
 --         was due at, now, and next_due (the same on every row); when nothing was due, one row
 --         of NULLs but for now and next_due. next_due is the earliest next_attempt_at left among
 --         the types' PENDING tasks (leases included), so an idle worker knows how long to sleep.
@@ -72,5 +72,5 @@ next_due AS (
 SELECT claimed.task_id, claimed.type, claimed.data, claimed.reference_id, claimed.state,
        claimed.failed_attempts, claimed.next_attempt_at, claimed.created_at, claimed.id,
        claimed.version, claimed.due_at, clock.now, next_due.at
-FROM clock CROSS JOIN next_due LEFT JOIN claimed ON true
+FROM clock CROSS JOIN next_due LEFT JOIN claimed ON claimed.state = 1  -- the leased ones
 ORDER BY claimed.due_at, claimed.id

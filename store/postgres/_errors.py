@@ -1,0 +1,56 @@
+"""psycopg's exceptions turned into the store's, at the edge of every PostgreSQL store method.
+
+Nothing above store/ imports psycopg: the worker, the CLI and the HTTP listener catch
+StoreUnavailable (and its kin), exactly as for Redis. libpq's messages name hosts and ports,
+never a password; they run over several lines, which become one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg import errors
+
+from store.errors import SchemaVersionError, StoreAccessDenied, StoreError, StoreUnavailable
+from store.postgres._schema import Schema
+
+__all__ = ["translated"]
+
+# The server refused who we are or what we asked: a password or a grant to mend.
+_REFUSALS = (
+    errors.InsufficientPrivilege,
+    errors.InvalidPassword,
+    errors.InvalidAuthorizationSpecification,
+)
+# What passes: the server away, restarting, failing over or shedding load; a connection lost;
+# a deadlock or serialization failure (the statement rolled back, and may simply run again).
+_PASSING = (
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    errors.TransactionRollback,
+    OSError,
+)
+
+
+@contextmanager
+def translated(schema: Schema) -> Iterator[None]:
+    """Raise the store's error for any error psycopg (or a socket) raises; the original stays
+    chained as __cause__."""
+    try:
+        yield
+    except (errors.UndefinedTable, errors.InvalidSchemaName) as error:
+        raise SchemaVersionError(str(schema.version_problem(None))) from error
+    except _REFUSALS as error:
+        raise StoreAccessDenied(type(error).__name__, one_line(error)) from error
+    except _PASSING as error:
+        raise StoreUnavailable(type(error).__name__, one_line(error)) from error
+    except psycopg.Error as error:
+        kind = type(error).__name__
+        raise StoreError(f"PostgreSQL refused a statement: {kind}: {one_line(error)}") from error
+
+
+def one_line(error: BaseException) -> str:
+    """libpq's message, its lines joined."""
+    return "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
