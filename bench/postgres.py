@@ -26,11 +26,11 @@ from urllib.parse import urlsplit
 
 import psycopg
 from psycopg import sql
-from redis.asyncio import Redis
 
 from bench import _processes, report
-from bench.harness import LAG_JOBS, METRICS, RunResult, run_system
-from bench.peers import POSTGRES_SYSTEM_NAMES, System, Unavailable, _common, load
+from bench.__main__ import _run_all
+from bench.harness import LAG_JOBS, METRICS, RunResult
+from bench.peers import POSTGRES_SYSTEM_NAMES, _common, load
 from store.postgres import migrate
 
 _RESULTS = Path(__file__).resolve().parent / "results"
@@ -88,44 +88,6 @@ async def _create_schemas(url: str, names: list[str]) -> None:
 
         async with app.open_async():
             await app.schema_manager.apply_schema_async()
-
-
-def _progress(result: RunResult) -> None:
-    if result.error:
-        print(f"  {result.system} run {result.run}: FAILED {result.error}", file=sys.stderr)
-        return
-    print(
-        f"  {result.system} run {result.run}: enqueue {result.enqueue_per_s:,.0f}/s, "
-        f"e2e {result.e2e_per_s:,.0f}/s, retry {result.retry_per_s:,.0f}/s, "
-        f"lag p50/p99 {result.lag_p50_ms:,.0f}/{result.lag_p99_ms:,.0f} ms",
-        file=sys.stderr,
-    )
-
-
-async def _run_all(args: argparse.Namespace, redis_url: str, workdir: Path) -> list[RunResult]:
-    systems: dict[str, System] = {}
-    for name in args.names:
-        try:
-            systems[name] = load(name)
-        except Unavailable as exc:
-            print(f"skipping {exc}", file=sys.stderr)
-    results: list[RunResult] = []
-    client = Redis.from_url(redis_url)
-    try:
-        order = list(systems)
-        for run in range(1, args.runs + 1):
-            print(f"run {run}/{args.runs}: {', '.join(order)}", file=sys.stderr)
-            for name in order:
-                result = await run_system(
-                    systems[name], client, redis_url,
-                    n=args.jobs, retry_n=args.retry_jobs, run=run, workdir=workdir,
-                )  # fmt: skip
-                _progress(result)
-                results.append(result)
-            order = order[1:] + order[:1]  # every system takes each slot in turn
-    finally:
-        await client.aclose()
-    return results
 
 
 def _cell(value: float | None, key: str) -> str:
@@ -221,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[_common.POSTGRES_URL_ENV] = database
         os.environ[_common.URL_ENV] = redis_url
         asyncio.run(_create_schemas(database, args.names))
+        # The same runs as `python -m bench` (its _run_all): rotation, progress lines, errors.
         results = asyncio.run(_run_all(args, redis_url, Path(tmp)))
         document = _document(args, results, time.monotonic() - started)
     versions = {name: s["version"] for name, s in document["settings"].items()}

@@ -33,8 +33,8 @@ from store import (
     SyncRedisStore,
     TaskDetails,
 )
-from store.postgres import PostgresStore, SyncPostgresStore
-from tests.pg import migrated_namespace, scratch_database, server_url
+from store.postgres import SyncPostgresStore
+from tests.pg import migrated_namespace, postgres_store, scratch_database, server_url
 
 REDIS_URL_ENV = "RETRYD_TEST_REDIS_URL"
 
@@ -220,14 +220,13 @@ async def redis_sync_backend(ctx: BackendContext) -> AsyncIterator[Store]:
 
 @contextlib.asynccontextmanager
 async def postgres_backend(ctx: BackendContext) -> AsyncIterator[Store]:
-    with migrated_namespace(ctx.postgres_url, ctx.namespace):
-        async with PostgresStore.from_url(
-            ctx.postgres_url,
-            namespace=ctx.namespace,
-            max_data_bytes=ctx.max_data_bytes,
-            timeout=POOL_TIMEOUT_SECONDS,
-        ) as store:
-            yield store
+    async with postgres_store(
+        ctx.postgres_url,
+        ctx.namespace,
+        max_data_bytes=ctx.max_data_bytes,
+        timeout=POOL_TIMEOUT_SECONDS,
+    ) as store:
+        yield store
 
 
 @contextlib.asynccontextmanager

@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from store.postgres import migrate
+from store.postgres import PostgresStore, migrate
 from tests.servers import HOST, free_port
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "PostgresServer",
     "migrated_namespace",
     "postgres_server",
+    "postgres_store",
     "scratch_database",
     "server_url",
 ]
@@ -69,6 +70,14 @@ def scratch_database(url: str, prefix: str = "retryd_test") -> Iterator[str]:
             admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+@contextlib.asynccontextmanager
+async def postgres_store(url: str, namespace: str, **options: Any) -> AsyncIterator[PostgresStore]:
+    """A PostgresStore on namespace, migrated first; closed, and its schema dropped, at exit."""
+    with migrated_namespace(url, namespace):
+        async with PostgresStore.from_url(url, namespace=namespace, **options) as store:
+            yield store
 
 
 @contextlib.contextmanager

@@ -7,13 +7,20 @@ never a password; they run over several lines, which become one.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
 from psycopg import errors
 
-from store.errors import SchemaVersionError, StoreAccessDenied, StoreError, StoreUnavailable
+from store.errors import (
+    ExistsError,
+    SchemaVersionError,
+    StoreAccessDenied,
+    StoreError,
+    StoreUnavailable,
+)
 from store.postgres._schema import Schema
 
 __all__ = ["translated"]
@@ -34,12 +41,18 @@ _PASSING = (
 )
 
 
+# A unique violation's detail names the key as PostgreSQL prints bytea: \x then hex.
+_DUPLICATE_KEY = re.compile(r"\(task_id\)=\(\\x([0-9a-fA-F]*)\)")
+
+
 @contextmanager
 def translated(schema: Schema) -> Iterator[None]:
     """Raise the store's error for any error psycopg (or a socket) raises; the original stays
     chained as __cause__."""
     try:
         yield
+    except errors.UniqueViolation as error:  # a concurrent put_all stored the task id first
+        raise duplicate(error.diag.message_detail) from error
     except (errors.UndefinedTable, errors.InvalidSchemaName) as error:
         raise SchemaVersionError(str(schema.version_problem(None))) from error
     except _REFUSALS as error:
@@ -49,6 +62,15 @@ def translated(schema: Schema) -> Iterator[None]:
     except psycopg.Error as error:
         kind = type(error).__name__
         raise StoreError(f"PostgreSQL refused a statement: {kind}: {one_line(error)}") from error
+
+
+def duplicate(detail: str | None) -> ExistsError:
+    """The ExistsError naming the task id a unique violation's detail names."""
+    found = _DUPLICATE_KEY.search(detail or "")
+    if found is None:
+        return ExistsError("a task of the batch already exists")
+    task_id = bytes.fromhex(found.group(1)).decode("utf-8", "backslashreplace")
+    return ExistsError(f"task {task_id!r} already exists")
 
 
 def one_line(error: BaseException) -> str:

@@ -11,12 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import psycopg
-from psycopg import errors
 
 from store.errors import SchemaVersionError
 from store.postgres._schema import SCHEMA_VERSION, Schema, migrations
 
-__all__ = ["MigrationReport", "migrate", "read_schema_version"]
+__all__ = ["MigrationReport", "migrate"]
 
 _LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0))"
 _CREATE_SCHEMA = "CREATE SCHEMA IF NOT EXISTS {schema}"
@@ -64,28 +63,6 @@ def migrate(conn: psycopg.Connection[tuple[object, ...]], namespace: str) -> Mig
             cursor.execute(schema.migration_sql(step), prepare=False)  # several statements
         cursor.execute(_sql(_WRITE_VERSION, schema), {"version": SCHEMA_VERSION})
     return MigrationReport(namespace, before, SCHEMA_VERSION)
-
-
-def read_schema_version(cursor: psycopg.Cursor[tuple[object, ...]], schema: Schema) -> int | None:
-    """The namespace's schema version, or None when it was never migrated."""
-    try:
-        cursor.execute(_sql(_READ_VERSION, schema))
-    except (errors.UndefinedTable, errors.InvalidSchemaName):
-        return None
-    row = cursor.fetchone()
-    return None if row is None else int(row[0])  # type: ignore[call-overload]
-
-
-async def read_schema_version_async(
-    cursor: psycopg.AsyncCursor[tuple[object, ...]], schema: Schema
-) -> int | None:
-    """As read_schema_version, on an async cursor."""
-    try:
-        await cursor.execute(_sql(_READ_VERSION, schema))
-    except (errors.UndefinedTable, errors.InvalidSchemaName):
-        return None
-    row = await cursor.fetchone()
-    return None if row is None else int(row[0])  # type: ignore[call-overload]
 
 
 def _sql(template: str, schema: Schema) -> bytes:

@@ -36,8 +36,7 @@ QueryName = Literal[
     "extend",
     "stats",
     "delete",
-    "cancel",
-    "retry",
+    "transition",
     "retry_failed",
     "prune",
     "count_by_type",
@@ -45,6 +44,7 @@ QueryName = Literal[
     "beats",
     "which_exist",
     "server_facts",
+    "schema_version",
 ]
 
 # Letters, digits and _.:- as on Redis; 63 bytes is PostgreSQL's limit on a schema's (and a

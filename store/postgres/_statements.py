@@ -7,11 +7,10 @@ and the same errors.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from store.errors import ExistsError, NotFoundError, StaleVersionError, ValidationError
 from store.lifecycle import Failure, Pruned, TaskDetails
@@ -40,7 +39,10 @@ from store.record import (
 )
 from store.worker_types import Change, Claim, Claimed, ServerFacts, Stats
 
-__all__ = ["Query", "Statements"]
+__all__ = ["ByIds", "Query", "Row", "Statements"]
+
+# The operations on a list of task ids, all or nothing.
+ByIds = Literal["delete", "cancel", "retry"]
 
 Row = Sequence[Any]
 
@@ -50,8 +52,6 @@ _BIGINT_MIN = -(2**63)
 ABANDONED = (
     "the lease ran out without an outcome: the worker that held it stopped or lost PostgreSQL"
 )
-# A unique violation's detail names the key as PostgreSQL prints bytea: \x then hex.
-_DUPLICATE_KEY = re.compile(r"\(task_id\)=\(\\x([0-9a-fA-F]*)\)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,14 +102,6 @@ class Statements:
             r.next_attempt_at = (
                 r.created_at if r.next_attempt_at is None else to_utc(r.next_attempt_at)
             )
-
-    def duplicate(self, detail: str | None) -> ExistsError:
-        """The ExistsError for a unique violation (a concurrent put_all stored the id first)."""
-        found = _DUPLICATE_KEY.search(detail or "")
-        if found is None:
-            return ExistsError("a task of the batch already exists")
-        task_id = bytes.fromhex(found.group(1)).decode("utf-8", "backslashreplace")
-        return ExistsError(f"task {task_id!r} already exists")
 
     def update(self, record: Record) -> Query:
         check_update(record)
@@ -230,15 +222,24 @@ class Statements:
             raise NotFoundError(f"task {task_id!r} not found")
         return to_details(row)
 
-    def by_ids(self, name: QueryName, task_ids: Sequence[str]) -> tuple[Query, list[str]]:
+    def by_ids(self, name: ByIds, task_ids: Sequence[str]) -> tuple[Query, list[str]]:
         """delete, cancel or retry of task ids (checked, repeats dropped), and those ids."""
         ids = check_task_ids(task_ids)
         params: dict[str, Any] = {"task_ids": [t.encode("utf-8") for t in ids]}
-        if name == "retry":
-            params["channel"] = self.schema.channel
-        return Query(name, self.schema.sql(name), params), ids
+        if name == "delete":
+            return Query("delete", self.schema.sql("delete"), params), ids
+        cancel = name == "cancel"
+        params |= {
+            "from_state": int(State.PENDING if cancel else State.FAILED),
+            "to_state": int(State.FAILED if cancel else State.PENDING),
+            "reset_attempts": not cancel,
+            "error_kind": "Cancelled" if cancel else None,
+            "error_message": "cancelled" if cancel else None,
+            "channel": self.schema.channel,
+        }
+        return Query("transition", self.schema.sql("transition"), params), ids
 
-    def by_ids_done(self, name: QueryName, ids: Sequence[str], row: Row) -> int:
+    def by_ids_done(self, name: ByIds, ids: Sequence[str], row: Row) -> int:
         """The count changed, or the error for the first task that stopped the operation."""
         position, state, count = row[:3]
         if position is not None:
@@ -320,6 +321,12 @@ class Statements:
 
     def which_exist_done(self, rows: Sequence[Row]) -> set[str]:
         return {bytes(row[0]).decode("utf-8") for row in rows}
+
+    def server_facts(self) -> Query:
+        return self._query("server_facts")
+
+    def schema_version(self) -> Query:
+        return self._query("schema_version")
 
     def server_facts_done(self, row: Row) -> ServerFacts:
         """fsync off, or commits acknowledged before they reach the disk, may lose tasks."""

@@ -1,10 +1,10 @@
 """PostgresStore: the Store contract and the worker's operations on PostgreSQL (asyncio).
 
 One namespace is one schema (store/postgres/_schema.py); each operation is one statement from
-sql/*.sql, run on a connection of a psycopg pool in autocommit, so it is its own transaction.
-put_all(..., connection=conn) runs instead inside the caller's open transaction (a savepoint
-around the statement): the tasks commit with the caller's rows, or not at all.
-This module never imports the worker: it is the store, used by producers and workers alike.
+sql/*.sql, planned once in _plans.py and run here on a connection of a psycopg pool in
+autocommit, so it is its own transaction. put_all(..., connection=conn) runs instead inside the
+caller's open transaction (a savepoint around the statement): the tasks commit with the caller's
+rows, or not at all. This module never imports the worker.
 """
 
 from __future__ import annotations
@@ -13,66 +13,38 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import psycopg
-from psycopg import errors
 from psycopg_pool import AsyncConnectionPool
 
-from store.errors import SchemaVersionError, StoreError, StoreUnavailable
+from store.errors import StoreUnavailable
 from store.lifecycle import Pruned, TaskDetails
-from store.postgres._connection import (
-    SAVEPOINT,
-    check_callers_connection,
-    pool_options,
-)
+from store.postgres._base import PostgresStoreBase
+from store.postgres._connection import SAVEPOINT, check_callers_connection
 from store.postgres._errors import translated
-from store.postgres._migrate import read_schema_version_async
-from store.postgres._schema import QueryName, Schema
-from store.postgres._statements import Query, Row, Statements
+from store.postgres._plans import Plan
+from store.postgres._schema import Schema
+from store.postgres._statements import Query, Row
 from store.presence import Presence, TypeCounts
-from store.protocol import DEFAULT_MAX_DATA_BYTES, Wakeups
-from store.record import Ordering, Record, State, to_utc
+from store.protocol import Wakeups
+from store.record import Ordering, Record, State
 from store.worker_types import Change, Claim, ServerFacts, Stats
 
 __all__ = ["PostgresStore"]
+
+AsyncConnection = psycopg.AsyncConnection[Any]
+T = TypeVar("T")
 
 # How long testing the idle connections after a failure may take: a server that does not
 # answer at all must not hold the caller's error back.
 _CHECK_SECONDS = 2.0
 
-AsyncConnection = psycopg.AsyncConnection[Any]
 
-
-class PostgresStore:
+class PostgresStore(PostgresStoreBase[AsyncConnectionPool[Any]]):
     """A Store on a psycopg AsyncConnectionPool; several namespaces share one database unseen."""
 
-    def __init__(
-        self,
-        pool: AsyncConnectionPool[Any],
-        *,
-        namespace: str = "retryd",
-        max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
-        owns_pool: bool = False,
-    ) -> None:
-        self.pool = pool
-        self.schema = Schema.for_namespace(namespace)
-        self._statements = Statements(self.schema, max_data_bytes)
-        self._owns_pool = owns_pool
-
-    @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        namespace: str = "retryd",
-        max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
-        **options: Any,
-    ) -> Self:
-        """A store on a pool of its own for url (postgresql://...), opened on first use;
-        closing the store closes the pool. options go to AsyncConnectionPool (min_size, ...)."""
-        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(url, **pool_options(options))
-        return cls(pool, namespace=namespace, max_data_bytes=max_data_bytes, owns_pool=True)
+    _pool_class = AsyncConnectionPool
 
     async def aclose(self) -> None:
         """Close the pool if this store created it (from_url); leave a caller's pool open."""
@@ -85,30 +57,20 @@ class PostgresStore:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    # --- the seed's contract ---------------------------------------------------------------
-
     async def put_all(self, *records: Record, connection: AsyncConnection | None = None) -> None:
         """Store every record or none. With connection, inside that connection's transaction:
         the tasks exist once it commits, and never if it rolls back."""
-        query = self._statements.put_all(records)
-        try:
-            if connection is None:
-                row = await self._one(query)
-            else:
-                with translated(self.schema):
-                    row = await self._in_callers_transaction(connection, query)
-        except StoreError as error:
-            if isinstance(error.__cause__, errors.UniqueViolation):
-                raise self._statements.duplicate(error.__cause__.diag.message_detail) from None
-            raise
-        assert row is not None
-        self._statements.put_all_done(records, row)
+        plan = self._plans.put_all(records)
+        if connection is None:
+            await self._run(plan)
+        else:
+            plan.done(await self._in_callers_transaction(connection, plan.query))
 
     async def update(self, record: Record) -> None:
-        self._statements.update_done(record, await self._one(self._statements.update(record)))
+        await self._run(self._plans.update(record))
 
     async def get_by_task_id(self, task_id: str) -> Record:
-        return self._statements.get_done(task_id, await self._one(self._statements.get(task_id)))
+        return await self._run(self._plans.get_by_task_id(task_id))
 
     async def get_all_ready_by_state(
         self,
@@ -118,15 +80,11 @@ class PostgresStore:
         limit: int = 100,
         direction: Ordering = Ordering.ASC,
     ) -> list[Record]:
-        query = self._statements.get_ready(state, as_of, cursor, limit, direction)
-        return self._statements.get_ready_done(await self._all(query), state, as_of)
+        plan = self._plans.get_all_ready_by_state(state, as_of, cursor, limit, direction)
+        return await self._run(plan)
 
     async def count_by_state(self, state: State) -> int:
-        row = await self._one(self._statements.count(state))
-        assert row is not None
-        return int(row[0])
-
-    # --- the lifecycle operations (store.Lifecycle) ------------------------------------------
+        return await self._run(self._plans.count_by_state(state))
 
     async def list_tasks(
         self,
@@ -137,72 +95,82 @@ class PostgresStore:
         direction: Ordering = Ordering.ASC,
     ) -> list[TaskDetails]:
         """get_all_ready_by_state's page, each record with its last failure; [] if empty."""
-        query = self._statements.get_ready(state, as_of, cursor, limit, direction)
-        return self._statements.details_done(await self._all(query))
+        return await self._run(self._plans.list_tasks(state, as_of, cursor, limit, direction))
 
     async def inspect(self, task_id: str) -> TaskDetails:
         """The task's record and its last failure; NotFoundError if there is no such task."""
-        row = await self._one(self._statements.get(task_id))
-        return self._statements.inspect_done(task_id, row)
+        return await self._run(self._plans.inspect(task_id))
 
     async def delete(self, *task_ids: str) -> int:
         """Delete the tasks and their failures, all or none (NotFoundError); the count."""
-        return await self._by_ids("delete", task_ids)
+        return await self._run(self._plans.by_ids("delete", task_ids))
 
     async def cancel(self, *task_ids: str) -> int:
         """PENDING tasks become FAILED now ('Cancelled'), all or none; the count."""
-        return await self._by_ids("cancel", task_ids)
+        return await self._run(self._plans.by_ids("cancel", task_ids))
 
     async def retry(self, *task_ids: str) -> int:
         """FAILED tasks go back to PENDING, due now, all or none; the count."""
-        return await self._by_ids("retry", task_ids)
+        return await self._run(self._plans.by_ids("retry", task_ids))
 
     async def retry_failed(self, task_type: int | None = None, *, limit: int = 1000) -> int:
         """One batch of at most limit FAILED tasks sent back as retry does; the count."""
-        row = await self._one(self._statements.retry_failed(task_type, limit))
-        assert row is not None
-        return int(row[0])
+        return await self._run(self._plans.retry_failed(task_type, limit))
 
     async def prune(
         self, *, confirmed_seconds: float, failed_seconds: float, limit: int = 100
     ) -> Pruned:
         """Delete at most limit CONFIRMED / FAILED tasks past their state's retention."""
-        row = await self._one(self._statements.prune(confirmed_seconds, failed_seconds, limit))
-        assert row is not None
-        return self._statements.prune_done(row)
-
-    async def _by_ids(self, name: QueryName, task_ids: Sequence[str]) -> int:
-        query, ids = self._statements.by_ids(name, task_ids)
-        row = await self._one(query)
-        assert row is not None
-        return self._statements.by_ids_done(name, ids, row)
-
-    # --- the worker's side ------------------------------------------------------------------
+        return await self._run(self._plans.prune(confirmed_seconds, failed_seconds, limit))
 
     async def claim(
         self, max_attempts: Mapping[int, int], *, limit: int, lease_seconds: float
     ) -> Claim:
         """Lease up to limit due PENDING tasks of the given types (type -> max_attempts)."""
-        query = self._statements.claim(max_attempts, limit, lease_seconds)
-        return self._statements.claim_done(await self._all(query))
+        return await self._run(self._plans.claim(max_attempts, limit, lease_seconds))
 
     async def settle(self, changes: Sequence[Change]) -> list[bool]:
         """Apply each change whose record still holds its version; False for the others."""
-        rows = await self._all(self._statements.settle(changes))
-        return self._statements.flags_done(rows, len(changes))
+        return await self._run(self._plans.settle(changes))
 
     async def extend(self, records: Sequence[Record], *, lease_seconds: float) -> list[bool]:
         """Push forward the leases still held at each record's version; False where lost."""
         if not records:
             return []
-        rows = await self._all(self._statements.extend(records, lease_seconds))
-        return self._statements.flags_done(rows, len(records))
+        return await self._run(self._plans.extend(records, lease_seconds))
 
     async def stats(self) -> Stats:
         """Counts per state, due-now count and oldest due instant, in one snapshot."""
-        row = await self._one(self._statements.stats())
-        assert row is not None
-        return self._statements.stats_done(row)
+        return await self._run(self._plans.stats())
+
+    async def count_by_type(self) -> list[TypeCounts]:
+        """Tasks per state of every type, by type, in one snapshot."""
+        return await self._run(self._plans.count_by_type())
+
+    async def beat(self, member: str, payload: bytes, *, forget_after_seconds: float) -> datetime:
+        """Say member is alive with payload; forget members silent for longer than
+        forget_after_seconds. Returns the store's now."""
+        return await self._run(self._plans.beat(member, payload, forget_after_seconds))
+
+    async def beats(self, *, within_seconds: float, limit: int = 1000) -> Presence:
+        """The members that beat within the last within_seconds, latest first."""
+        return await self._run(self._plans.beats(within_seconds, limit))
+
+    async def which_exist(self, task_ids: Collection[str]) -> set[str]:
+        """The given task ids that are stored: one statement, however many."""
+        return await self._run(self._plans.which_exist(task_ids))
+
+    async def server_facts(self) -> ServerFacts:
+        """The server's version and durability settings. A namespace whose schema this code
+        cannot use is refused here with SchemaVersionError, saying what to run: `retryd run`
+        and `retryd check` ask for these facts before anything else."""
+        facts = await self._run(self._plans.server_facts())
+        await self.check_schema()
+        return facts
+
+    async def check_schema(self) -> None:
+        """Raise SchemaVersionError, saying what to run, unless the schema is this code's."""
+        self._refuse_unknown(await self._run(self._plans.schema_version()))
 
     @contextlib.asynccontextmanager
     async def wakeups(self) -> AsyncIterator[Wakeups]:
@@ -218,58 +186,15 @@ class PostgresStore:
                     with contextlib.suppress(psycopg.Error):  # back to the pool deaf
                         await conn.execute(b"UNLISTEN *")
 
-    async def count_by_type(self) -> list[TypeCounts]:
-        """Tasks per state of every type, by type, in one snapshot."""
-        return self._statements.count_by_type_done(
-            await self._all(self._statements.count_by_type())
-        )
-
-    async def beat(self, member: str, payload: bytes, *, forget_after_seconds: float) -> datetime:
-        """Say member is alive with payload; forget members silent for longer than
-        forget_after_seconds. Returns the store's now."""
-        row = await self._one(self._statements.beat(member, payload, forget_after_seconds))
-        assert row is not None
-        return to_utc(row[0])
-
-    async def beats(self, *, within_seconds: float, limit: int = 1000) -> Presence:
-        """The members that beat within the last within_seconds, latest first."""
-        rows = await self._all(self._statements.beats(within_seconds, limit))
-        return self._statements.beats_done(rows)
-
-    async def which_exist(self, task_ids: Collection[str]) -> set[str]:
-        """The given task ids that are stored: one statement, however many."""
-        query = self._statements.which_exist(task_ids)
-        return self._statements.which_exist_done(await self._all(query))
-
-    async def server_facts(self) -> ServerFacts:
-        """The server's version and durability settings. A namespace whose schema this code
-        cannot use is refused here with SchemaVersionError, saying what to run: `retryd run`
-        and `retryd check` ask for these facts before anything else."""
-        row = await self._one(Query("server_facts", self.schema.sql("server_facts"), {}))
-        assert row is not None
-        await self.check_schema()
-        return self._statements.server_facts_done(row)
-
-    async def check_schema(self) -> None:
-        """Raise SchemaVersionError, saying what to run, unless the schema is the one this
-        code knows."""
-        with translated(self.schema):
-            async with await self._connection() as conn, conn.cursor() as cursor:
-                version = await read_schema_version_async(cursor, self.schema)
-        problem = self.schema.version_problem(version)
-        if problem is not None:
-            raise SchemaVersionError(problem)
-
     # --- I/O -------------------------------------------------------------------------------
+
+    async def _run(self, plan: Plan[T]) -> T:
+        return plan.done(await self._all(plan.query))
 
     async def _connection(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
         if self.pool.closed and self._owns_pool:  # from_url's pool opens on first use
             await self.pool.open()
         return self.pool.connection()
-
-    async def _one(self, query: Query) -> Row | None:
-        rows = await self._all(query)
-        return rows[0] if rows else None
 
     async def _all(self, query: Query) -> list[Row]:
         """Run query on a pooled connection; psycopg's errors become the store's."""
@@ -290,23 +215,24 @@ class PostgresStore:
         with contextlib.suppress(Exception):  # best effort: the caller's error is the news
             await asyncio.wait_for(self.pool.check(), timeout=_CHECK_SECONDS)
 
-    async def _in_callers_transaction(self, conn: AsyncConnection, query: Query) -> Row | None:
+    async def _in_callers_transaction(self, conn: AsyncConnection, query: Query) -> list[Row]:
         """Run query in conn's transaction, inside a savepoint: a failure leaves the caller's
         transaction as it was before, still usable."""
         check_callers_connection(conn)
         # Our own cursor class, whatever the caller's cursor_factory (Django's binds
         # client-side, and tuples, not its row factory, are what the statements are read as).
-        async with psycopg.AsyncCursor(conn, row_factory=psycopg.rows.tuple_row) as cursor:
-            await cursor.execute(SAVEPOINT.create)
-            try:
-                await cursor.execute(query.sql, query.params, binary=True)
-                row = await cursor.fetchone()
-            except BaseException:
-                with contextlib.suppress(psycopg.Error):
-                    await cursor.execute(SAVEPOINT.roll_back)
-                raise
-            await cursor.execute(SAVEPOINT.release)
-            return row
+        with translated(self.schema):
+            async with psycopg.AsyncCursor(conn, row_factory=psycopg.rows.tuple_row) as cursor:
+                await cursor.execute(SAVEPOINT.create)
+                try:
+                    await cursor.execute(query.sql, query.params, binary=True)
+                    rows: list[Row] = list(await cursor.fetchall())
+                except BaseException:
+                    with contextlib.suppress(psycopg.Error):
+                        await cursor.execute(SAVEPOINT.roll_back)
+                    raise
+                await cursor.execute(SAVEPOINT.release)
+                return rows
 
 
 class _ListenWakeups:

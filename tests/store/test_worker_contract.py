@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 
 from store import Change, MemoryStore, Record, RedisStore, State, ValidationError, WorkerStore
-from store.postgres import PostgresStore
-from tests.pg import migrated_namespace
+from tests.pg import postgres_store
 
 SHORT_LEASE = 0.05
 PAST_SHORT_LEASE = 0.08
@@ -40,10 +39,8 @@ async def worker_store(
         yield MemoryStore()
         return
     if request.param == "postgres":
-        postgres_url = request.getfixturevalue("postgres_url")
-        with migrated_namespace(postgres_url, namespace):
-            async with PostgresStore.from_url(postgres_url, namespace=namespace) as pg:
-                yield pg
+        async with postgres_store(request.getfixturevalue("postgres_url"), namespace) as pg:
+            yield pg
         return
     async with RedisStore.from_url(redis_url, namespace=namespace) as store:
         yield store

@@ -18,7 +18,7 @@ import pytest
 
 from store import Record, RedisStore, State, WorkerStore
 from store.postgres import PostgresStore
-from tests.pg import migrated_namespace
+from tests.pg import postgres_store
 from worker import Config, Permanent, Registry, RetryLater, Worker, handler
 
 TYPE = 7
@@ -53,10 +53,8 @@ async def store(
 ) -> AsyncIterator[WorkerStore]:
     """Each server-backed store in turn, on this test's namespace."""
     if request.param == "postgres":
-        postgres_url = request.getfixturevalue("postgres_url")
-        with migrated_namespace(postgres_url, namespace):
-            async with PostgresStore.from_url(postgres_url, namespace=namespace) as pg:
-                yield pg
+        async with postgres_store(request.getfixturevalue("postgres_url"), namespace) as pg:
+            yield pg
         return
     async with RedisStore.from_url(redis_url, namespace=namespace) as redis_store:
         yield redis_store
