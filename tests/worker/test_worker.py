@@ -319,9 +319,10 @@ async def test_an_idle_worker_starts_a_task_put_due_now_at_once(store: WorkerSto
         worker.stop()
         await asyncio.wait_for(running, 5)
     print(f"wake-up start delays (ms): {[round(d * 1000, 1) for d in delays]}")
-    # Far below the 30 s poll either way; on PostgreSQL the put's commit, the NOTIFY delivered
-    # on commit and the claim's own commit each wait for the WAL to reach the disk.
-    assert max(delays) < (0.05 if isinstance(store, RedisStore) else 0.5), delays
+    # Woken, not polled: far below the 30 s poll, with room for a loaded machine (speed is
+    # bench/'s business). On PostgreSQL the put's commit, the NOTIFY delivered on commit and
+    # the claim's own commit each wait for the WAL to reach the disk.
+    assert max(delays) < 1.0, delays
 
 
 async def test_stop_returns_from_an_idle_run(store: WorkerStore) -> None:
