@@ -28,7 +28,7 @@ import pytest
 from psycopg import sql
 
 from store.postgres import PostgresStore, migrate
-from tests.servers import HOST, free_port
+from tests.servers import HOST, free_port, stop_process
 
 __all__ = [
     "POSTGRES_URL_ENV",
@@ -158,15 +158,8 @@ class PostgresServer:
 
     def stop(self) -> None:
         """A fast shutdown (SIGINT); SIGKILL if it is still there after a while."""
-        if self.process is None or self.process.poll() is not None:
-            self.process = None
-            return
-        os.kill(self.process.pid, signal.SIGINT)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None:
+            stop_process(self.process, signal.SIGINT, timeout=20)
         self.process = None
 
     def log(self) -> str:

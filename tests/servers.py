@@ -39,6 +39,7 @@ __all__ = [
     "redis_server",
     "require_redis_server",
     "sentinel_setup",
+    "stop_process",
     "wait_for",
 ]
 
@@ -210,17 +211,8 @@ class RedisServer:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it is still there after a few seconds."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.process.pid, signal.SIGCONT)  # a stopped process ignores TERM
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process, signal.SIGTERM, timeout=5)
         self.process = None
 
     def log(self) -> str:
@@ -386,6 +378,21 @@ def _acked_by_replica(master: RedisServer) -> bool:
 def _info(server: RedisServer, name: str) -> str:
     with server.client(decode_responses=True) as client:
         return str(client.info("replication").get(name, ""))
+
+
+def stop_process(process: subprocess.Popen[bytes], sig: signal.Signals, timeout: float) -> None:
+    """Send sig to a process this suite started (after SIGCONT: a stopped process ignores it),
+    then SIGKILL it if it is still there after timeout seconds; reap it either way."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(process.pid, signal.SIGCONT)
+        os.kill(process.pid, sig)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def wait_for(check: Any, what: str, timeout: float = 20.0, interval: float = 0.05) -> float:
