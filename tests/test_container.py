@@ -52,6 +52,8 @@ METRICS = frozenset(
         "retryd_inflight",
         "retryd_tasks_pruned_total",
         "retryd_redis_errors_total",
+        "retryd_worker_errors_total",
+        "retryd_event_loop_lag_seconds",
         "retryd_build_info",
         "retryd_store_stats_age_seconds",
         "retryd_tasks_ready_unhandled",

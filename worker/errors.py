@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "Permanent", "RetryLater", "WorkerError"]
+import math
+
+__all__ = [
+    "RETRY_LATER_MAX_SECONDS",
+    "ConfigError",
+    "Permanent",
+    "RetryLater",
+    "WorkerError",
+    "is_delay",
+]
 
 
 class WorkerError(Exception):
@@ -17,11 +26,27 @@ class Permanent(Exception):  # noqa: N818 - read at the raise site: `raise Perma
     """Raised by a handler when retrying cannot help: the task becomes FAILED at once."""
 
 
+# The longest a RetryLater may put a task off; a longer delay waits this long. A week: longer
+# than any Retry-After worth honouring, far below what Redis's clock arithmetic holds.
+RETRY_LATER_MAX_SECONDS = 7 * 24 * 3600.0
+
+
 class RetryLater(Exception):  # noqa: N818 - read at the raise site: `raise RetryLater(30)`
-    """Raised by a handler to run the task again after `seconds`, without counting a failure."""
+    """Raised by a handler to run the task again after `seconds`, without counting a failure.
+
+    `seconds` must be a finite number >= 0 (else ValueError: raised in a handler, a failed
+    attempt with that message); above RETRY_LATER_MAX_SECONDS it is capped to it.
+    """
 
     def __init__(self, seconds: float, reason: str = "") -> None:
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
-            raise ValueError(f"RetryLater needs a number of seconds >= 0, got {seconds!r}")
+        if not is_delay(seconds):
+            raise ValueError(f"RetryLater needs a finite number of seconds >= 0, got {seconds!r}")
         super().__init__(reason or f"retry in {seconds}s")
-        self.seconds = float(seconds)
+        self.seconds = min(float(seconds), RETRY_LATER_MAX_SECONDS)
+
+
+def is_delay(seconds: object) -> bool:
+    """Whether seconds is a finite int or float >= 0 (bool, NaN and infinity are not)."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        return False
+    return math.isfinite(seconds) and seconds >= 0

@@ -315,6 +315,8 @@ class _Site:
             return _status(200)  # `retryd metrics`: no loop to watch; the process answers
         limit = max(STALL_POLL_PERIODS * self._worker.poll_interval, self._min_stall)
         quiet = time.monotonic() - self._worker.last_tick
+        if quiet == float("inf"):
+            return _status(503, "a worker loop has ended (see the error log); restart the process")
         if quiet > limit:
             return _status(503, f"worker loop has not ticked for {quiet:.1f} s (limit {limit:g} s)")
         return _status(200)

@@ -1,9 +1,11 @@
 """The worker: claim due tasks, run their handlers, record outcomes in batches.
 
-Four small loops share one event loop: the claimer (leases what it can run), the writer (settles
-outcomes, one script call per batch), the lease keeper (extends leases of running handlers) and
-the listener (wakes the claimer when tasks are put). The store decides what is due, by its clock.
-This module talks to the store through its public API only.
+Small loops share one event loop: the claimer (leases what it can run), the writer (settles
+outcomes, one script call per batch), the lease keeper (extends leases of running handlers), the
+listener (wakes the claimer when tasks are put), the pruner and the lag watcher. The store
+decides what is due, by its clock. No loop ends on an error: each is logged, counted in
+retryd_worker_errors_total{loop} and the loop goes on; should one end anyway, /healthz turns 503
+(last_tick). This module talks to the store through its public API only.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
+import functools
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +30,7 @@ from store import (
     SchemaVersionError,
     StoreError,
     TransientError,
+    ValidationError,
     WorkerStore,
 )
 from worker.config import Config, RetrySettings
@@ -35,6 +40,7 @@ from worker.outage import Outage
 from worker.outcomes import Outcome, decide, release
 from worker.registry import HandlerSpec, Registry, retry_settings
 from worker.retention import Pruner
+from worker.runs import HandlerRun
 from worker.threads import HandlerThreads
 from worker.tracing import task_tracer
 
@@ -47,6 +53,11 @@ _MIN_FLUSH_SECONDS = 5.0
 _HELPERS_STOP_SECONDS = 1.0
 # WAIT itself already waited a second (store REPLICA_ACK_TIMEOUT_MS) before the error.
 _NOT_REPLICATED_RETRY_SECONDS = 0.1
+# The event loop's lag is measured with a sleep this long; a lag this long is a warning.
+_LAG_PROBE_SECONDS = 0.1
+_LAG_WARN_SECONDS = 1.0
+# A loop that failed on an unexpected error starts again after this pause.
+_LOOP_RETRY_SECONDS = 1.0
 
 
 @dataclass(slots=True)
@@ -55,6 +66,8 @@ class _Running:
     spec: HandlerSpec
     retry: RetrySettings
     task: asyncio.Task[None] | None = None  # an async handler's run
+    run: HandlerRun | None = None  # ...and the handler's own task inside it
+    ignored_cancel: bool = False  # the async handler ignored its cancellation: abandoned
     deadline: asyncio.TimerHandle | None = None
     timed_out: bool = False
     lease_lost: bool = False  # logged once, not at every extension
@@ -113,16 +126,23 @@ class Worker:
         self._outcomes_ready = asyncio.Event()
         self._written = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._releasing = False
         # Why outcomes cannot be written now (None while they can): the claimer claims nothing
         # meanwhile, since every run would end in an outcome that waits in memory too.
         self._writer_stalled: str | None = None
-        # Threads of plain handlers abandoned past their timeout: a thread cannot be stopped,
-        # so each holds its pool slot until it returns and no task may be claimed for it.
-        self._stuck_threads = 0
+        # Runs given up on (a plain handler's thread past its timeout; an async handler that
+        # ignored its cancellation): each holds its slot until it returns, and no task may be
+        # claimed for it.
+        self._stuck_slots = 0
+        self.abandoned_runs = 0  # async handlers among them: still tasks on this event loop
+        self._dead_loops: set[str] = set()
         self._threads: HandlerThreads | None = None  # made in run(), on its event loop
         self._none_running = asyncio.Event()  # set whenever the last running handler ends
-        self.last_tick = time.monotonic()  # /healthz: the claimer is alive while this moves
+        self._last_tick = time.monotonic()
+
+    @property
+    def last_tick(self) -> float:
+        """/healthz: the claimer is alive while this moves; -inf once any loop has ended."""
+        return float("-inf") if self._dead_loops else self._last_tick
 
     @property
     def _unwritten(self) -> int:
@@ -150,17 +170,16 @@ class Worker:
 
     async def run(self, *, burst: bool = False) -> None:
         """Work until stop() (or, with burst, until nothing is due and nothing runs)."""
-        helpers = [
-            asyncio.create_task(self._write_outcomes(), name="retryd-writer"),
-            asyncio.create_task(self._keep_leases(), name="retryd-leases"),
-        ]
+        helpers = [self._helper("writer", self._write_outcomes)]
+        helpers.append(self._helper("leases", self._keep_leases))
+        helpers.append(self._helper("lag", self._watch_lag))
         loop = asyncio.get_running_loop()
         self._threads = HandlerThreads(self._settings.concurrency, loop, self._threads_done)
         if not burst:
-            helpers.append(asyncio.create_task(self._listen_for_wakeups(), name="retryd-wake"))
-            helpers.append(asyncio.create_task(self._pruner.run(), name="retryd-prune"))
+            helpers.append(self._helper("wake", self._listen_for_wakeups))
+            helpers.append(self._helper("prune", self._pruner.run))
         try:
-            await self._claim_until_stopped(burst)
+            await self._keep_alive("claimer", functools.partial(self._claim_until_stopped, burst))
             await self._drain()
         finally:
             for helper in helpers:
@@ -170,9 +189,43 @@ class Worker:
             await asyncio.wait(helpers, timeout=_HELPERS_STOP_SECONDS)
             self._threads.shutdown()
 
+    def _helper(self, name: str, body: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+        task = asyncio.create_task(self._keep_alive(name, body), name=f"retryd-{name}")
+        task.add_done_callback(functools.partial(self._helper_ended, name))
+        return task
+
+    async def _keep_alive(self, name: str, body: Callable[[], Awaitable[None]]) -> None:
+        """Run a loop; after any error, log it, count it and run the loop again."""
+        while True:
+            try:
+                await body()
+            except Exception as error:  # every loop must outlive every error
+                self.metrics.worker_errors[name].inc()
+                log.error(
+                    "worker loop failed; it starts again",
+                    loop=name,
+                    error=f"{type(error).__name__}: {error}",
+                    exc_info=error,
+                )
+                await asyncio.sleep(_LOOP_RETRY_SECONDS)
+            else:
+                return
+
+    def _helper_ended(self, name: str, task: asyncio.Task[None]) -> None:
+        """A helper loop ended, though none returns: cancelled at exit, or something escaped."""
+        if task.cancelled() or self._stopping.is_set():
+            return
+        self._dead_loops.add(name)
+        error = task.exception()
+        log.error(
+            "worker loop ended; /healthz now answers 503 so that the process is restarted",
+            loop=name,
+            error=None if error is None else f"{type(error).__name__}: {error}",
+        )
+
     async def _claim_until_stopped(self, burst: bool) -> None:
         while not self._stopping.is_set():
-            self.last_tick = time.monotonic()
+            self._last_tick = time.monotonic()
             limit = self._claim_limit()
             if limit <= 0 or self._writer_stalled is not None:
                 # Cleared here, not only before claiming: a nudge left set would make every
@@ -213,6 +266,7 @@ class Worker:
             # restart would mend: count it, say so and keep the process up (a crash loop would
             # stop every other type's work too).
             self.metrics.redis_errors.inc()
+            self.metrics.worker_errors["claimer"].inc()
             log.error("claim failed; retrying after poll_interval", error=str(error))
             await self._pause(self._settings.poll_interval)
             return None
@@ -222,7 +276,7 @@ class Worker:
     def _claim_limit(self) -> int:
         """How many tasks to claim now: the free slots plus a prefetch of up to min(batch,
         concurrency); 0 while the tasks already waiting cover half that prefetch."""
-        free = self._settings.concurrency - len(self._running) - self._stuck_threads
+        free = self._settings.concurrency - len(self._running) - self._stuck_slots
         room = min(self._settings.batch, max(free, 0) + self._prefetch - len(self._ready))
         if self._ready and room < max(self._prefetch // 2, 1):
             return 0  # enough waits here: a claim for a few tasks would cost a round trip each
@@ -230,11 +284,40 @@ class Worker:
 
     def _start_all(self, claim: Claim) -> None:
         received = time.monotonic()
+        unwritten = {p.change.record.task_id: i for i, p in enumerate(self._pending)}
         for claimed in claim.tasks:
+            current = self._running.get(claimed.record.task_id)
+            if current is not None:
+                self._adopt(current, claimed)
+                continue
+            if claimed.record.task_id in unwritten:
+                self._adopt_outcome(unwritten[claimed.record.task_id], claimed)
+                continue
             self._ready.append((claimed, (claim.now - claimed.due_at).total_seconds(), received))
         self._start_ready()
         for task_id in claim.damaged:
             log.error("damaged task set aside; repair or delete it", task_id=task_id)
+
+    def _adopt(self, running: _Running, claimed: Claimed) -> None:
+        """A task claimed again while its run goes on here (its lease lapsed, say through a
+        stalled event loop): the run in progress takes the new claim, no second run starts."""
+        running.claimed = claimed
+        running.lease_lost = False
+        _task_log(claimed.record).warning(
+            "claimed again while still running here (its lease had lapsed); "
+            "the run in progress keeps the new claim"
+        )
+
+    def _adopt_outcome(self, index: int, claimed: Claimed) -> None:
+        """A task claimed again while its run's outcome waits to be written: the outcome takes
+        the new claim (written at its version), and the task does not run a second time."""
+        pending = self._pending[index]
+        self._pending[index] = _Pending(
+            dataclasses.replace(pending.change, record=claimed.record), pending.outcome
+        )
+        _task_log(claimed.record).warning(
+            "claimed again while its outcome waits to be written; the outcome keeps the new claim"
+        )
 
     def _idle_seconds(self, claim: Claim) -> float:
         """Until the next task is due (by the server's clock), at most poll_interval."""
@@ -252,7 +335,7 @@ class Worker:
     def _start_ready(self) -> None:
         """Start waiting tasks while slots are free (never once stopping: those are released)."""
         ready, limit = self._ready, self._settings.concurrency
-        while ready and len(self._running) + self._stuck_threads < limit:
+        while ready and len(self._running) + self._stuck_slots < limit:
             if self._stopping.is_set():
                 return
             self._start(*ready.popleft())
@@ -277,6 +360,7 @@ class Worker:
             running.span = self._tracer.start(record)
         self._none_running.clear()
         if running.spec.is_async:
+            running.run = self._handler_run(running, spec.func(record.clone()))
             running.task = asyncio.create_task(self._execute(running))
         else:
             running.func, running.argument = spec.func, record.clone()
@@ -287,57 +371,69 @@ class Worker:
         loop = asyncio.get_running_loop()
         running.deadline = loop.call_later(running.retry.timeout, self._time_out, running)
 
+    def _handler_run(self, running: _Running, work: Awaitable[None]) -> HandlerRun:
+        """The handler's own task, made inside its span: the task copies the active context."""
+        if running.span is None:
+            return HandlerRun(work)
+        assert self._tracer is not None
+        with self._tracer.activate(running.span):
+            return HandlerRun(work)
+
     async def _execute(self, running: _Running) -> None:
-        """An async handler's run, in its own Task."""
+        """An async handler's run: whatever it raises is its outcome (worker/runs.py)."""
+        assert running.run is not None
         started = time.perf_counter()
-        failure: Exception | None = None
-        cancelled = False
-        try:
-            run = running.spec.func(running.claimed.record.clone())
-            if running.span is None:
-                await run
-            else:
-                assert self._tracer is not None
-                with self._tracer.activate(running.span):
-                    await run
-        except asyncio.CancelledError:
-            if not (running.timed_out or self._releasing):
-                raise
-            cancelled = True
-        except Exception as error:  # a handler may raise anything: it is the task's outcome
-            failure = error
-        self._finish(running, failure, time.perf_counter() - started, cancelled=cancelled)
+        result = await running.run.result()
+        if result.abandoned:
+            self._abandon(running, running.run)
+        seconds = time.perf_counter() - started
+        self._finish(running, result.failure, seconds, cancelled=result.stopped)
+
+    def _abandon(self, running: _Running, run: HandlerRun) -> None:
+        """A stopped async handler runs on: its slot stays taken until it returns."""
+        running.ignored_cancel = True
+        self._stuck_slots += 1
+        self.abandoned_runs += 1
+        run.when_returned(self._abandoned_returned)
+        _task_log(running.claimed.record).warning(
+            "handler ignored its cancellation; abandoned, its slot stays taken until it returns",
+            handler=running.spec.name,
+        )
+
+    def _abandoned_returned(self) -> None:
+        self.abandoned_runs -= 1
+        self._stuck_slots -= 1
+        self._nudge.set()
+        self._start_ready()
 
     def _threads_done(self, runs: list[_Running]) -> None:
         """Plain handlers' runs that returned or raised, handed back in one batch."""
         for running in runs:
             if running.abandoned:  # its outcome is decided already; the slot is free again
-                self._stuck_threads -= 1
+                self._stuck_slots -= 1
                 self._nudge.set()
                 self._start_ready()
                 continue
-            error = running.error
-            if error is not None and not isinstance(error, Exception):  # SystemExit and the like
-                error = RuntimeError(f"the handler raised {type(error).__name__}: {error}")
-            self._finish(running, error, running.seconds)
+            # Any class (SystemExit too) is the run's outcome, reported as raised.
+            self._finish(running, running.error, running.seconds)
 
     def _time_out(self, running: _Running) -> None:
         running.timed_out = True
-        if running.task is not None:
-            running.task.cancel()
+        if running.run is not None:
+            running.run.stop()
         else:
             self._abandon_thread(running)
 
     def _abandon_thread(self, running: _Running) -> None:
         """Decide a plain run now, timed out or released: its thread holds a slot till it ends."""
         running.abandoned = True
-        self._stuck_threads += 1
+        self._stuck_slots += 1
         self._finish(running, None, time.perf_counter() - running.started, cancelled=True)
 
     def _finish(
         self,
         running: _Running,
-        failure: Exception | None,
+        failure: BaseException | None,
         seconds: float,
         *,
         cancelled: bool = False,
@@ -353,7 +449,10 @@ class Worker:
             self._none_running.set()
         self._nudge.set()
         if running.timed_out:
-            failure = TimeoutError(f"the handler ran past its timeout ({running.retry.timeout}s)")
+            ignored = "; it ignored its cancellation" if running.ignored_cancel else ""
+            failure = TimeoutError(
+                f"the handler ran past its timeout ({running.retry.timeout}s){ignored}"
+            )
         if cancelled and failure is None:  # cut short by shutdown after shutdown_grace
             change, outcome = release(record)
         else:
@@ -374,8 +473,14 @@ class Worker:
             while self._pending:
                 batch = self._settling = self._pending[:_SETTLE_BATCH]
                 del self._pending[:_SETTLE_BATCH]
-                await self._settle(batch)
-                self._settling = []
+                try:
+                    await self._settle(batch)
+                except BaseException:
+                    self._pending[:0] = batch  # not lost: written when the writer goes on
+                    self._outcomes_ready.set()
+                    raise
+                finally:
+                    self._settling = []
                 self._nudge.set()  # a retry due now can be claimed at once
             self._written.set()
 
@@ -386,7 +491,7 @@ class Worker:
         a retry never turns a written outcome into a conflict."""
         while True:
             try:
-                results = await self._store.settle([p.change for p in batch])
+                results = await self._settle_alone(batch)
                 break
             except NotReplicatedError as error:
                 # The master took the batch but no replica confirmed it (after a failover the
@@ -401,8 +506,10 @@ class Worker:
         counts: collections.Counter[tuple[int, Outcome]] = collections.Counter()
         for pending, result in zip(batch, results, strict=True):
             record = pending.change.record
-            if pending.outcome is None:
-                continue  # handed back unrun: not a run, and no one else's business if refused
+            if pending.outcome is None or result is None:
+                # Handed back unrun (not a run, no one else's business if refused), or refused as
+                # invalid (logged by _settle_alone).
+                continue
             if not result:
                 counts[(record.type, Outcome.CONFLICT)] += 1
                 _task_log(record).warning(
@@ -412,6 +519,22 @@ class Worker:
             else:
                 counts[(record.type, pending.outcome)] += 1
         self.metrics.outcomes(counts)
+
+    async def _settle_alone(self, batch: list[_Pending]) -> list[bool | None]:
+        """Settle a batch; if the store refuses it as invalid, settle each change alone so that
+        one bad change (None) cannot hold back the others."""
+        try:
+            return list(await self._store.settle([p.change for p in batch]))
+        except ValidationError as error:
+            if len(batch) > 1:
+                return [r for p in batch for r in await self._settle_alone([p])]
+            self.metrics.worker_errors["writer"].inc()
+            _task_log(batch[0].change.record).error(
+                "outcome refused as invalid; the task runs again after its lease",
+                outcome=None if batch[0].outcome is None else batch[0].outcome.value,
+                error=str(error),
+            )
+            return [None]
 
     def _stall_writer(self, error: BaseException) -> None:
         if self._writer_stalled is None:
@@ -445,6 +568,10 @@ class Worker:
             except TransientError as error:
                 self._outage.failed(error)
                 continue
+            except StoreError as error:  # an error reply (OOM...): try again next round
+                self.metrics.worker_errors["leases"].inc()
+                log.error("lease extension failed", error=str(error), leases=len(records))
+                continue
             self._outage.recovered()
             # Only a running handler's lost lease is news: an outcome waiting to be written may
             # already be applied (its version moved), and its settle answer tells the truth.
@@ -454,6 +581,27 @@ class Worker:
                     _task_log(run.claimed.record).warning(
                         "lease lost; the outcome of this run will be refused"
                     )
+
+    async def _watch_lag(self) -> None:
+        """Measure how late the event loop wakes up; after a stall, name the async handlers
+        that were running (one of them blocked it: it should be a plain def)."""
+        while True:
+            before = time.monotonic()
+            suspects = self._async_handlers_running()
+            await asyncio.sleep(_LAG_PROBE_SECONDS)
+            lag = max(time.monotonic() - before - _LAG_PROBE_SECONDS, 0.0)
+            self.metrics.event_loop_lag.set(lag)
+            if lag >= _LAG_WARN_SECONDS:
+                log.warning(
+                    "event loop blocked; an async handler must not block (make it a plain def)",
+                    blocked_seconds=round(lag, 3),
+                    handlers=sorted(suspects | self._async_handlers_running()),
+                )
+
+    def _async_handlers_running(self) -> set[str]:
+        return {
+            f"{r.spec.name} (type {r.spec.type})" for r in self._running.values() if r.spec.is_async
+        }
 
     async def _listen_for_wakeups(self) -> None:
         while True:
@@ -476,13 +624,13 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._none_running.wait(), self._settings.shutdown_grace)
         if self._running:
-            self._releasing = True
             late = [r.task for r in self._running.values() if r.task is not None]
             for running in [r for r in self._running.values() if r.task is None]:
                 self._abandon_thread(running)
-            for task in late:
-                task.cancel()
-            if late:
+            for running in list(self._running.values()):
+                if running.run is not None:
+                    running.run.stop()
+            if late:  # within ABANDON_SECONDS: a handler that ignores its cancellation is left
                 await asyncio.wait(late)
         # Writing outcomes gets what is left of the grace, at least a few seconds: with Redis
         # away it would wait forever, and the unwritten tasks are due again after their leases.

@@ -17,7 +17,10 @@ from prometheus_client.registry import Collector
 from store import Stats
 from worker.outcomes import Outcome
 
-__all__ = ["WorkerMetrics", "build_version", "unhandled_ready"]
+__all__ = ["WORKER_LOOPS", "WorkerMetrics", "build_version", "unhandled_ready"]
+
+# The worker's loops, as labelled in retryd_worker_errors_total{loop}.
+WORKER_LOOPS = ("claimer", "writer", "leases", "wake", "prune", "lag")
 
 # Handler time and start delay span sub-millisecond no-ops to multi-minute jobs.
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
@@ -80,6 +83,19 @@ class WorkerMetrics:
         self.pruned = {state: pruned.labels(state=state) for state in ("confirmed", "failed")}
         self.redis_errors = Counter(
             "retryd_redis_errors", "Failed Redis calls.", registry=self.registry
+        )
+        worker_errors = Counter(
+            "retryd_worker_errors",
+            "Errors a worker loop outlived (logged at error level), by loop.",
+            ["loop"],
+            registry=self.registry,
+        )
+        self.worker_errors = {name: worker_errors.labels(loop=name) for name in WORKER_LOOPS}
+        self.event_loop_lag = Gauge(
+            "retryd_event_loop_lag_seconds",
+            "How late the event loop last woke up a 0.1 s sleep (a blocking async handler).",
+            registry=self.registry,
+            multiprocess_mode="max",
         )
         Gauge(
             "retryd_build_info",

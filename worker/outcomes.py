@@ -7,7 +7,7 @@ import enum
 from store import Change, Reason, Record, State
 from worker.backoff import compute_backoff
 from worker.config import RetrySettings
-from worker.errors import Permanent, RetryLater
+from worker.errors import RETRY_LATER_MAX_SECONDS, Permanent, RetryLater, is_delay
 
 __all__ = ["Outcome", "decide", "release"]
 
@@ -28,8 +28,10 @@ def decide(
     """The change that records this run: success, a retry with backoff, or FAILED."""
     if error is None:
         return Change(record, State.CONFIRMED, record.failed_attempts), Outcome.CONFIRMED
-    if isinstance(error, RetryLater):
-        return Change(record, State.PENDING, record.failed_attempts, error.seconds), Outcome.RETRIED
+    if isinstance(error, RetryLater) and is_delay(error.seconds):
+        # Checked again here: a handler may set .seconds after construction.
+        delay = min(error.seconds, RETRY_LATER_MAX_SECONDS)
+        return Change(record, State.PENDING, record.failed_attempts, delay), Outcome.RETRIED
     failed = record.failed_attempts + 1
     reason = Reason.from_exception(error)  # kept beside the task as its last failure
     if isinstance(error, Permanent) or failed >= retry.max_attempts:

@@ -10,19 +10,23 @@ This module is test code: it must never be imported by the worker itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import time
 from typing import Any
 
 import redis.asyncio
 
 from store import Record
-from worker import handler
+from worker import RetryLater, handler
 
-__all__ = ["LEDGER_KEY_ENV", "LEDGER_URL_ENV", "NORMAL", "POISON"]
+__all__ = ["HOSTILE", "HOSTILE_SYNC", "LEDGER_KEY_ENV", "LEDGER_URL_ENV", "NORMAL", "POISON"]
 
 NORMAL = 7001
 POISON = 7002  # same handler; its own [types.7002] max_attempts
+HOSTILE = 7003  # an async handler that misbehaves as its plan says (issue 12)
+HOSTILE_SYNC = 7004  # a plain def that raises what its plan says
 LEDGER_URL_ENV = "RELIABILITY_LEDGER_URL"
 LEDGER_KEY_ENV = "RELIABILITY_LEDGER_KEY"
 
@@ -62,3 +66,42 @@ async def chaos(record: Record) -> None:
         await _append("x", record)
         raise RuntimeError("planned failure")
     await _append("e", record)
+
+
+# What a hostile plan's "raise" names: each built when raised, in the handler.
+_RAISE: dict[str, Any] = {
+    "SystemExit": lambda: SystemExit(0),
+    "KeyboardInterrupt": KeyboardInterrupt,
+    "GeneratorExit": GeneratorExit,
+    "CancelledError": asyncio.CancelledError,
+    "RetryLater": lambda seconds: RetryLater(float(seconds)),
+}
+
+
+def _raised(plan: dict[str, Any]) -> BaseException:
+    make = _RAISE[plan["raise"]]
+    return make(plan["seconds"]) if "seconds" in plan else make()  # type: ignore[no-any-return]
+
+
+@handler(type=HOSTILE)
+async def hostile(record: Record) -> None:
+    """Block the event loop, ignore cancellation, or raise any class, as the plan says."""
+    plan: dict[str, Any] = json.loads(record.data or b"{}")
+    await _append("s", record)
+    time.sleep(plan.get("block", 0.0))  # noqa: ASYNC251 - blocks the event loop, on purpose
+    deadline = time.monotonic() + plan.get("swallow", 0.0)
+    while time.monotonic() < deadline:  # a cancellation is caught and ignored
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0.05)
+    await asyncio.sleep(plan.get("sleep", 0.0))
+    if "raise" in plan:
+        await _append("x", record)
+        raise _raised(plan)
+    await _append("e", record)
+
+
+@handler(type=HOSTILE_SYNC)
+def hostile_sync(record: Record) -> None:
+    """A plain def (in the thread pool) that raises what the plan says."""
+    plan: dict[str, Any] = json.loads(record.data or b"{}")
+    raise _raised(plan)

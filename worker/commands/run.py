@@ -81,7 +81,11 @@ def main(args: argparse.Namespace) -> int:
         if config.worker.processes > 1:
             given_url = None if embedded is None else url
             return asyncio.run(_supervise(config, url, args, given_url))
-        asyncio.run(_serve(config, url, burst=args.burst, supervised_by=args.supervised_by))
+        asyncio.run(
+            _serve(
+                config, url, burst=args.burst, supervised_by=args.supervised_by, embedded=embedded
+            )
+        )
     finally:
         if embedded is not None:
             embedded.stop()
@@ -157,7 +161,14 @@ def _leave_stuck_threads() -> None:
         os._exit(0)
 
 
-async def _serve(config: Config, url: str, *, burst: bool, supervised_by: Path | None) -> None:
+async def _serve(
+    config: Config,
+    url: str,
+    *,
+    burst: bool,
+    supervised_by: Path | None,
+    embedded: EmbeddedServer | None = None,
+) -> None:
     store = open_store(config, url)
     worker = Worker(store, default_registry, config)
     _handle_signals(worker)
@@ -190,6 +201,21 @@ async def _serve(config: Config, url: str, *, burst: bool, supervised_by: Path |
             http.close()
         await store.aclose()
     log.info("worker stopped")
+    if worker.abandoned_runs:
+        _leave_abandoned_handlers(worker.abandoned_runs, embedded)
+
+
+def _leave_abandoned_handlers(runs: int, embedded: EmbeddedServer | None) -> None:
+    """Exit now: asyncio.run would wait at exit, forever, for handlers that ignore cancellation.
+
+    Their tasks are released or settled already (worker/runs.py gave up on them).
+    """
+    log.warning("exiting without the async handlers that ignored their cancellation", runs=runs)
+    if embedded is not None:
+        embedded.stop()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _handle_signals(worker: Worker) -> None:

@@ -1,0 +1,330 @@
+"""Issue 12: no handler and no Redis reply may silently stop a worker.
+
+Each test runs real `retryd run` processes on a real redis-server with handlers that misbehave
+(tests/reliability/chaos_handlers.py: HOSTILE, HOSTILE_SYNC) or a Redis that answers errors, and
+asserts the outcome: states, runs in the ledger, log lines, exit codes, metrics.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from store import State
+from store._codec import decode_record
+from store._keys import Keys
+from tests.reliability.chaos_handlers import HOSTILE, HOSTILE_SYNC, NORMAL
+from tests.reliability.conftest import PoolFactory
+from tests.reliability.harness import REPORT, Ledger, ReportRow, WorkerProc, put_tasks
+from tests.servers import RedisServer, free_port, wait_for
+from worker.errors import RETRY_LATER_MAX_SECONDS
+from worker.runs import ABANDON_SECONDS
+
+
+def stored(client: redis.Redis, ns: str, task_id: str) -> Any:
+    packed = client.hget("{" + ns + "}:tasks", task_id)
+    assert isinstance(packed, bytes), task_id
+    return decode_record(task_id, packed)
+
+
+def states(client: redis.Redis, ns: str, ids: list[str]) -> dict[str, State]:
+    return {task_id: stored(client, ns, task_id).state for task_id in ids}
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def failures(worker: WorkerProc) -> dict[str, list[str]]:
+    """The error of each 'handler failed' line, by task id."""
+    found: dict[str, list[str]] = {}
+    for event in worker.events():
+        if event.get("event") == "handler failed":
+            found.setdefault(event["task_id"], []).append(event["error"])
+    return found
+
+
+def observed_env(port: int) -> dict[str, str]:
+    return {"RETRYD_METRICS_HOST": "127.0.0.1", "RETRYD_METRICS_PORT": str(port)}
+
+
+def test_retry_later_out_of_range_is_a_failed_attempt_and_the_writer_goes_on(
+    store_server: RedisServer, store_client: redis.Redis, ns: str, make_pool: PoolFactory
+) -> None:
+    """Case 1: RetryLater(inf), (nan) are failed attempts naming the value; RetryLater(1e11) is
+    capped at RETRY_LATER_MAX_SECONDS; outcomes after them are still written."""
+    pool = make_pool(store_server.url, types={HOSTILE: {"max_attempts": 2}})
+    port = free_port()
+    worker = pool.start(env=observed_env(port))
+    bad: dict[str, dict[str, Any]] = {
+        "inf": {"raise": "RetryLater", "seconds": "inf"},
+        "nan": {"raise": "RetryLater", "seconds": "nan"},
+        "huge": {"raise": "RetryLater", "seconds": 1e11},
+    }
+    started = time.monotonic()
+    put_tasks(store_server.url, ns, bad, task_type=HOSTILE)
+    normal: dict[str, dict[str, Any]] = {f"after-{i}": {} for i in range(20)}
+    time.sleep(0.5)
+    put_tasks(store_server.url, ns, normal)
+    wait_for(
+        lambda: (
+            set(states(store_client, ns, [*normal, "inf", "nan"]).values())
+            <= {State.CONFIRMED, State.FAILED}
+            and stored(store_client, ns, "huge").version >= 3
+        ),
+        "every outcome written",
+        15,
+    )
+    elapsed = time.monotonic() - started
+    assert states(store_client, ns, list(normal)) == dict.fromkeys(normal, State.CONFIRMED)
+    for task_id in ("inf", "nan"):
+        record = stored(store_client, ns, task_id)
+        assert (record.state, record.failed_attempts) == (State.FAILED, 2)
+        assert all("finite number of seconds >= 0" in e for e in failures(worker)[task_id])
+    huge = stored(store_client, ns, "huge")
+    wait = (huge.next_attempt_at - datetime.now(UTC)).total_seconds()
+    assert (huge.state, huge.failed_attempts) == (State.PENDING, 0)
+    assert RETRY_LATER_MAX_SECONDS - 60 < wait <= RETRY_LATER_MAX_SECONDS
+    assert http_get(port, "/healthz")[0] == 200
+    assert worker.alive()
+    REPORT.append(
+        ReportRow(
+            "13 i12.1 RetryLater inf/nan/1e11",
+            len(bad) + len(normal),
+            0,
+            0,
+            f"all written in {elapsed:.2f} s",
+            "inf, nan FAILED after 2 attempts; 1e11 capped to 7 days; 20 after CONFIRMED",
+        )
+    )
+
+
+def test_an_error_reply_to_lease_extension_does_not_end_the_lease_keeper(
+    store_server: RedisServer,
+    store_client: redis.Redis,
+    ns: str,
+    ledger: Ledger,
+    make_pool: PoolFactory,
+) -> None:
+    """Case 2: an OOM reply to the extend script (maxmemory reached) is logged and counted, and
+    the leases of the long tasks running then are extended again: each runs once, CONFIRMED."""
+    pool = make_pool(store_server.url, worker={"concurrency": 4, "lease": 3.0})
+    port = free_port()
+    worker = pool.start(env=observed_env(port))
+    plans = {f"long-{i}": {"sleep": 8.0} for i in range(3)}
+    put_tasks(store_server.url, ns, plans)
+    wait_for(lambda: ledger.started() == 3, "the three runs to start", 10)
+    store_client.config_set("maxmemory", 1)
+    try:
+        wait_for(lambda: worker.count("lease extension failed") >= 1, "an OOM to extend", 5)
+    finally:
+        store_client.config_set("maxmemory", 0)
+    wait_for(
+        lambda: states(store_client, ns, list(plans)) == dict.fromkeys(plans, State.CONFIRMED),
+        "the long tasks to be confirmed",
+        15,
+    )
+    for task_id in plans:
+        record = stored(store_client, ns, task_id)
+        assert (record.version, record.failed_attempts) == (3, 0)  # put, claim, outcome: once
+    metrics = http_get(port, "/metrics")[1]
+    assert 'retryd_worker_errors_total{loop="leases"}' in metrics
+    assert 'retryd_worker_errors_total{loop="leases"} 0.0' not in metrics
+    assert worker.alive()
+    REPORT.append(
+        ReportRow(
+            "13 i12.2 OOM reply to extend",
+            len(plans),
+            0,
+            0,
+            "leases extended again",
+            f"{worker.count('lease extension failed')} extend errors logged; 3 x 8 s runs once",
+        )
+    )
+
+
+def test_a_task_claimed_again_while_it_runs_here_is_not_run_twice(
+    store_server: RedisServer,
+    store_client: redis.Redis,
+    ns: str,
+    ledger: Ledger,
+    make_pool: PoolFactory,
+) -> None:
+    """Case 3: four running tasks' leases are made to lapse (their index entries put in the
+    past); the same worker claims them again; the runs in progress keep the new claims, no
+    second run starts, every outcome is written."""
+    pool = make_pool(store_server.url, worker={"concurrency": 8, "lease": 30.0})
+    worker = pool.start()
+    plans = {f"lapsed-{i}": {"sleep": 2.0} for i in range(4)}
+    put_tasks(store_server.url, ns, plans)
+    wait_for(lambda: ledger.started() == 4, "the four runs to start", 10)
+    index = Keys.for_namespace(ns).index(State.PENDING, NORMAL)
+    assert store_client.zadd(index, dict.fromkeys(plans, 0), xx=True, ch=True) == 4
+    adopted = "claimed again while still running here (its lease had lapsed); "
+    adopted += "the run in progress keeps the new claim"
+    wait_for(lambda: worker.count(adopted) == 4, "the four claims to be adopted", 5)
+    wait_for(
+        lambda: states(store_client, ns, list(plans)) == dict.fromkeys(plans, State.CONFIRMED),
+        "every outcome written",
+        10,
+    )
+    runs = ledger.runs()
+    assert {task_id: len(runs[task_id]) for task_id in plans} == dict.fromkeys(plans, 1)
+    for task_id in plans:
+        # put 1, claim 2, claim again 3 (the lapsed lease counted as a failed attempt), done 4
+        record = stored(store_client, ns, task_id)
+        assert (record.version, record.failed_attempts) == (4, 1)
+    assert "KeyError" not in worker.stderr()
+    REPORT.append(
+        ReportRow(
+            "13 i12.3 claimed while running",
+            len(plans),
+            0,
+            0,
+            "-",
+            "4 claims adopted by the runs in progress; 1 run each, all CONFIRMED",
+        )
+    )
+
+
+def test_any_exception_class_from_a_handler_is_a_failed_attempt(
+    store_server: RedisServer,
+    store_client: redis.Redis,
+    ns: str,
+    ledger: Ledger,
+    make_pool: PoolFactory,
+) -> None:
+    """Case 5: SystemExit, KeyboardInterrupt, GeneratorExit and CancelledError raised by a
+    handler (async, and SystemExit from a plain def) are failed attempts, logged; the worker
+    keeps running and still exits 0 on SIGTERM."""
+    pool = make_pool(
+        store_server.url,
+        types={HOSTILE: {"max_attempts": 2}, HOSTILE_SYNC: {"max_attempts": 2}},
+    )
+    worker = pool.start()
+    kinds = ["SystemExit", "KeyboardInterrupt", "GeneratorExit", "CancelledError"]
+    put_tasks(store_server.url, ns, {k: {"raise": k} for k in kinds}, task_type=HOSTILE)
+    put_tasks(store_server.url, ns, {"sync-exit": {"raise": "SystemExit"}}, task_type=HOSTILE_SYNC)
+    ids = [*kinds, "sync-exit"]
+    wait_for(
+        lambda: set(states(store_client, ns, ids).values()) == {State.FAILED}, "all FAILED", 15
+    )
+    put_tasks(store_server.url, ns, {"after": {}})
+    wait_for(lambda: stored(store_client, ns, "after").state is State.CONFIRMED, "after", 10)
+    assert worker.alive()
+    seen = failures(worker)
+    for kind in kinds:
+        assert stored(store_client, ns, kind).failed_attempts == 2
+        assert len(seen[kind]) == 2, seen
+        assert all(e.startswith(f"{kind}:") for e in seen[kind]), seen
+    assert all(e.startswith("SystemExit:") for e in seen["sync-exit"])
+    worker.process.send_signal(signal.SIGTERM)
+    assert worker.process.wait(timeout=10) == 0
+    REPORT.append(
+        ReportRow(
+            "13 i12.5 SystemExit & co. raised",
+            len(ids) + 1,
+            0,
+            0,
+            "-",
+            "5 FAILED after 2 logged attempts each; the worker ran on, exit 0 on SIGTERM",
+        )
+    )
+
+
+def test_a_handler_that_ignores_cancellation_is_abandoned_at_its_timeout_and_at_shutdown(
+    store_server: RedisServer,
+    store_client: redis.Redis,
+    ns: str,
+    make_pool: PoolFactory,
+) -> None:
+    """Case 6: a handler that swallows cancellation is given up ABANDON_SECONDS after its
+    timeout (a timeout failure, a warning naming the handler, its slot held); SIGTERM then ends
+    the process within shutdown_grace + ABANDON_SECONDS + 1 s, whatever the handlers do."""
+    grace = 1.0
+    pool = make_pool(
+        store_server.url,
+        worker={"concurrency": 4, "shutdown_grace": grace},
+        types={HOSTILE: {"max_attempts": 1, "timeout": 0.5}},
+    )
+    worker = pool.start()
+    put_tasks(store_server.url, ns, {"stubborn": {"swallow": 60.0}}, task_type=HOSTILE)
+    wait_for(lambda: stored(store_client, ns, "stubborn").state is State.FAILED, "the timeout", 10)
+    (error,) = failures(worker)["stubborn"]
+    assert (
+        error
+        == "TimeoutError: the handler ran past its timeout (0.5s); it ignored its cancellation"
+    )
+    abandoned = "handler ignored its cancellation; abandoned, its slot stays taken until it returns"
+    assert worker.count(abandoned) == 1
+    put_tasks(store_server.url, ns, {"after": {}})
+    wait_for(lambda: stored(store_client, ns, "after").state is State.CONFIRMED, "after", 10)
+    stopped = time.monotonic()
+    worker.process.send_signal(signal.SIGTERM)
+    assert worker.process.wait(timeout=grace + ABANDON_SECONDS + 5) == 0
+    exit_seconds = time.monotonic() - stopped
+    assert exit_seconds < grace + ABANDON_SECONDS + 1.0
+    REPORT.append(
+        ReportRow(
+            "13 i12.6 handler swallows cancel",
+            2,
+            0,
+            0,
+            f"exit {exit_seconds:.2f} s after SIGTERM",
+            f"FAILED by its 0.5 s timeout, abandoned; grace {grace} s",
+        )
+    )
+
+
+def test_a_handler_blocking_the_event_loop_is_named_and_its_neighbours_end_confirmed(
+    store_server: RedisServer,
+    store_client: redis.Redis,
+    ns: str,
+    ledger: Ledger,
+    make_pool: PoolFactory,
+) -> None:
+    """Case 4: an async handler blocks the event loop (time.sleep 2.5 s, lease 1 s) while three
+    healthy tasks run beside it: the stall is measured (retryd_event_loop_lag_seconds), a warning
+    names the blocking handler's type, and the healthy tasks run once and end CONFIRMED."""
+    pool = make_pool(store_server.url, worker={"concurrency": 4, "lease": 1.0})
+    port = free_port()
+    worker = pool.start(env=observed_env(port))
+    healthy = {f"healthy-{i}": {"sleep": 0.5} for i in range(3)}
+    put_tasks(store_server.url, ns, healthy)
+    put_tasks(store_server.url, ns, {"blocker": {"block": 2.5}}, task_type=HOSTILE)
+    ids = [*healthy, "blocker"]
+    wait_for(
+        lambda: set(states(store_client, ns, ids).values()) == {State.CONFIRMED}, "confirmed", 15
+    )
+    runs = ledger.runs()
+    assert {task_id: len(runs[task_id]) for task_id in healthy} == dict.fromkeys(healthy, 1)
+    stalls = [e for e in worker.events() if e.get("event", "").startswith("event loop blocked")]
+    assert stalls, worker.stderr()
+    assert all(f"(type {HOSTILE})" in " ".join(e["handlers"]) for e in stalls), stalls
+    assert max(e["blocked_seconds"] for e in stalls) >= 2.0
+    lag = [
+        line
+        for line in http_get(port, "/metrics")[1].splitlines()
+        if line.startswith("retryd_event_loop_lag_seconds ")
+    ]
+    assert len(lag) == 1, lag
+    REPORT.append(
+        ReportRow(
+            "13 i12.4 handler blocks the loop",
+            len(ids),
+            0,
+            0,
+            f"stall {max(e['blocked_seconds'] for e in stalls):.2f} s seen",
+            "warning names the blocking type; 3 healthy tasks 1 run each, CONFIRMED",
+        )
+    )
