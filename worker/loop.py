@@ -51,6 +51,9 @@ log = structlog.get_logger("retryd.worker")
 _SETTLE_BATCH = 1000
 _MIN_FLUSH_SECONDS = 5.0
 _HELPERS_STOP_SECONDS = 1.0
+# Tasks are claimed ahead only while runs are this short: a task held for a busy slot then waits
+# about one run, instead of sitting behind long runs while another worker idles.
+_PREFETCH_MAX_RUN_SECONDS = 0.1
 # WAIT itself already waited a second (store REPLICA_ACK_TIMEOUT_MS) before the error.
 _NOT_REPLICATED_RETRY_SECONDS = 0.1
 # The event loop's lag is measured with a sleep this long; a lag this long is a warning.
@@ -120,6 +123,8 @@ class Worker:
         # of after a claim's round trip; held under lease, extended like the running ones.
         self._ready: collections.deque[_Ready] = collections.deque()
         self._prefetch = min(self._settings.batch, self._settings.concurrency)
+        # Moving average of run times since the worker was last idle; None: nothing ran since.
+        self._recent_run_seconds: float | None = None
         self._pending: list[_Pending] = []
         self._settling: list[_Pending] = []  # the batch being written now
         self._nudge = asyncio.Event()  # tasks put, a slot freed, or stop: claim again
@@ -241,6 +246,8 @@ class Worker:
             if claim is None:
                 continue
             self._start_all(claim)
+            if not claim.tasks and not self._running:
+                self._recent_run_seconds = None  # idle: the next tasks may be of another kind
             if len(claim.tasks) + len(claim.damaged) >= limit:
                 continue  # more may be due: claim again at once
             if burst and not claim.tasks and not self._running and not self._ready:
@@ -274,11 +281,14 @@ class Worker:
         return claim
 
     def _claim_limit(self) -> int:
-        """How many tasks to claim now: the free slots plus a prefetch of up to min(batch,
-        concurrency); 0 while the tasks already waiting cover half that prefetch."""
+        """How many tasks to claim now: the free slots, plus, while recent runs are short, up to
+        min(batch, concurrency) ahead; 0 while the tasks already waiting cover half of those."""
         free = self._settings.concurrency - len(self._running) - self._stuck_slots
-        room = min(self._settings.batch, max(free, 0) + self._prefetch - len(self._ready))
-        if self._ready and room < max(self._prefetch // 2, 1):
+        recent = self._recent_run_seconds
+        short_runs = recent is not None and recent < _PREFETCH_MAX_RUN_SECONDS
+        prefetch = self._prefetch if short_runs else 0
+        room = min(self._settings.batch, max(free, 0) + prefetch - len(self._ready))
+        if self._ready and room < max(prefetch // 2, 1):
             return 0  # enough waits here: a claim for a few tasks would cost a round trip each
         return room
 
@@ -443,6 +453,8 @@ class Worker:
         if running.deadline is not None:
             running.deadline.cancel()
         self.metrics.task_finished(record.type, seconds)
+        recent = self._recent_run_seconds
+        self._recent_run_seconds = seconds if recent is None else recent + (seconds - recent) / 8
         del self._running[record.task_id]
         self._start_ready()
         if not self._running:

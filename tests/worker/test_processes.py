@@ -157,8 +157,8 @@ def test_sigterm_drains_the_handlers_in_flight_in_every_process(
     port = free_port()
     supervisor = start_supervisor(retryd, port)
     workers = children(supervisor.pid)
-    # 32 runs of 1.5 s: each process holds at most 8 running + 8 claimed ahead, so both take
-    # 16, and 16 start at once.
+    # 32 runs of 1.5 s: each process starts 8 (its concurrency) and claims none ahead (runs
+    # this long are not worth holding), so 16 start at once and 16 wait in Redis.
     ids = put(tasks, 32, data=b"1.5")
     wait_for(lambda: len(runs(tasks.client, retryd.runs_key)) == 16, "16 handlers started")
     supervisor.send_signal(signal.SIGTERM)
