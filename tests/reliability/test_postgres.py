@@ -1,4 +1,4 @@
-"""Scenarios 11-13 on PostgreSQL: workers SIGKILLed mid-handler, the database crashed and
+"""Scenarios 14-16 on PostgreSQL: workers SIGKILLed mid-handler, the database crashed and
 restarted mid-run, four processes racing to claim.
 
 The same harness as the Redis scenarios (real `retryd run` processes, the run ledger on a plain
@@ -174,7 +174,7 @@ def test_postgres_sigkill_mid_handler_loses_nothing(
     assert max(recovery) < lease + 2.0, recovery
     REPORT.append(
         ReportRow(
-            "11 PostgreSQL: SIGKILL workers mid-handler",
+            "14 PostgreSQL: SIGKILL workers mid-handler",
             len(plans),
             verdict.lost,
             verdict.duplicates,
@@ -207,7 +207,7 @@ def test_postgres_restarted_mid_run_loses_nothing(
         assert all(w.alive() for w in workers), pool.all_stderr()
     REPORT.append(
         ReportRow(
-            "12 PostgreSQL: crashed and restarted mid-run",
+            "15 PostgreSQL: crashed and restarted mid-run",
             len(plans),
             verdict.lost,
             verdict.duplicates,
@@ -239,7 +239,7 @@ def test_postgres_claim_race_runs_each_task_once(
     assert all(by_worker.values()), f"a worker ran nothing: {by_worker}"
     REPORT.append(
         ReportRow(
-            "13 PostgreSQL: claim race 4x16",
+            "16 PostgreSQL: claim race 4x16",
             len(plans),
             verdict.lost,
             verdict.duplicates,
