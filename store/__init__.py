@@ -39,13 +39,14 @@ from store.lifecycle import (
 from store.memory import MemoryStore
 from store.presence import Beat, Presence, TypeCounts
 from store.protocol import DEFAULT_MAX_DATA_BYTES, Lifecycle, Store, Wakeups, WorkerStore
-from store.record import MAX_TYPE, Ordering, Record, State
+from store.record import END_OF_TIME, MAX_TYPE, Ordering, Record, State
 from store.redis_store import RedisStore
 from store.sync import SyncRedisStore
 from store.worker_types import Change, Claim, Claimed, ServerFacts, Stats
 
 __all__ = [
     "DEFAULT_MAX_DATA_BYTES",
+    "END_OF_TIME",
     "MAX_REASON_KIND_BYTES",
     "MAX_REASON_MESSAGE_BYTES",
     "MAX_TYPE",

@@ -9,7 +9,15 @@ from datetime import UTC, datetime, timedelta
 
 from store.errors import ValidationError
 
-__all__ = ["MAX_TASK_ID_BYTES", "MAX_TYPE", "MAX_UINT32", "Ordering", "Record", "State"]
+__all__ = [
+    "END_OF_TIME",
+    "MAX_TASK_ID_BYTES",
+    "MAX_TYPE",
+    "MAX_UINT32",
+    "Ordering",
+    "Record",
+    "State",
+]
 
 MAX_UINT32 = 2**32 - 1
 MAX_TYPE = MAX_UINT32
@@ -21,6 +29,8 @@ _ONE_MICROSECOND = timedelta(microseconds=1)
 # Timestamps are stored as integer microseconds in Lua numbers and sorted-set scores, both IEEE
 # doubles: beyond 2**53 they would silently lose precision, so such instants are refused instead.
 _MAX_ABS_MICROS = 2**53
+# The latest instant a store can hold (year 2255): as_of for "every task, due or not".
+END_OF_TIME = _EPOCH + timedelta(microseconds=_MAX_ABS_MICROS)
 
 
 class State(enum.IntEnum):

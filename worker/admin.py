@@ -9,16 +9,13 @@ any backend that has those works; it never prints, parses arguments or knows abo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Protocol
 
-from store import Lifecycle, Ordering, State, Store, TaskDetails, ValidationError
+from store import END_OF_TIME, Lifecycle, Ordering, State, Store, TaskDetails, ValidationError
 
 __all__ = ["END_OF_TIME", "RETRY_ALL_BATCH", "Admin", "AdminStore", "Page"]
 
-# The latest instant a store can hold (2**53 microseconds after the epoch, year 2255): as_of for
-# "every task, due or not".
-END_OF_TIME = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=2**53)
 # Tasks one retry_failed call moves: ~10 ms of Redis time at most.
 RETRY_ALL_BATCH = 1000
 MAX_PAGE = 10_000

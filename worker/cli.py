@@ -19,6 +19,7 @@ from store import (
     StoreUnavailable,
     ValidationError,
 )
+from worker.commands._exit import EXIT_BAD_INPUT, EXIT_NOT_FOUND
 from worker.errors import ConfigError
 from worker.logs import describe
 from worker.metrics import build_version
@@ -40,8 +41,6 @@ COMMANDS = (
     "check",
     "migrate",
 )
-
-EXIT_OK, EXIT_NOT_FOUND, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self, get_type_hints
 
+from store import MAX_TYPE
 from worker.errors import ConfigError
 
 __all__ = ["Config", "RetentionSettings", "TypeSettings", "check_delays", "load_config"]
@@ -184,7 +185,7 @@ class Config:
         check_delays("retry", self.retry)
         for task_type, overrides in self.types.items():
             _check_retry(f"types.{task_type}", dataclasses.asdict(overrides))
-            check_delays(f"types.{task_type}", self.apply_type_overrides(task_type, self.retry))
+            check_delays(f"types.{task_type}", self.retry_for(task_type))
         if not 0 <= self.metrics.port <= 65535:
             raise ConfigError(f"metrics.port: must be in 0..65535, got {self.metrics.port}")
         if self.log.level not in _LOG_LEVELS:
@@ -196,11 +197,13 @@ class Config:
         _check_web(self.web)
         _check_retention(self.retention)
 
-    def apply_type_overrides(self, task_type: int, settings: RetrySettings) -> RetrySettings:
-        """settings with [types.N]'s overrides applied."""
+    def retry_for(self, task_type: int, declared: Mapping[str, Any] | None = None) -> RetrySettings:
+        """A type's retry settings, the one place their precedence is decided: [retry]
+        defaults, then what its handler declared (the decorator's arguments; None keeps the
+        default), then [types.N]: operators get the last word, without a code change."""
+        settings = dataclasses.replace(self.retry, **_given(declared or {}))
         overrides = self.types.get(task_type, TypeSettings())
-        chosen = {k: v for k, v in dataclasses.asdict(overrides).items() if v is not None}
-        return dataclasses.replace(settings, **chosen)
+        return dataclasses.replace(settings, **_given(dataclasses.asdict(overrides)))
 
 
 def load_config(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Config:
@@ -277,8 +280,8 @@ def _parse_types(table: Any) -> dict[int, TypeSettings]:
     parsed: dict[int, TypeSettings] = {}
     for name, overrides in table.items():
         # isascii too: isdigit() accepts '¹', which int() refuses with a ValueError.
-        if not (str(name).isascii() and str(name).isdigit()) or not 1 <= int(name) <= 2**32 - 1:
-            raise ConfigError(f"[types.{name}]: a task type is an integer in 1..4294967295")
+        if not (str(name).isascii() and str(name).isdigit()) or not 1 <= int(name) <= MAX_TYPE:
+            raise ConfigError(f"[types.{name}]: a task type is an integer in 1..{MAX_TYPE}")
         parsed[int(name)] = _parse_section(f"types.{name}", TypeSettings, overrides)
     return parsed
 
@@ -359,3 +362,8 @@ def _check_web(web: WebSettings) -> None:
         )
     if web.auth == "basic" and (not web.user or ":" in web.user):
         raise ConfigError("web.user: must be a non-empty name without ':'")
+
+
+def _given(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings a layer gives (None: it leaves that setting to the layer below)."""
+    return {name: value for name, value in values.items() if value is not None}

@@ -616,16 +616,14 @@ class Worker:
         }
 
     async def _listen_for_wakeups(self) -> None:
-        while True:
-            try:
+        async for attempt in self._outage.retrying():  # subscribes again after each outage
+            with attempt:
                 async with self._store.wakeups() as wakeups:
                     self._outage.recovered()
                     self._nudge.set()  # tasks put while we were not subscribed: look once
                     while True:
                         await wakeups.wait()
                         self._nudge.set()
-            except TransientError as error:
-                await asyncio.sleep(self._outage.failed(error))
 
     async def _drain(self) -> None:
         """Let running handlers finish within shutdown_grace, release the rest, flush outcomes."""

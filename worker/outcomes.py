@@ -36,7 +36,9 @@ def decide(
     reason = Reason.from_exception(error)  # kept beside the task as its last failure
     if isinstance(error, Permanent) or failed >= retry.max_attempts:
         return Change(record, State.FAILED, failed, reason=reason), Outcome.FAILED
-    delay = compute_backoff(failed, initial_delay=retry.initial_delay, max_delay=retry.max_delay)
+    delay = compute_backoff(
+        failed, initial_delay_seconds=retry.initial_delay, max_delay_seconds=retry.max_delay
+    )
     return Change(record, State.PENDING, failed, delay, reason), Outcome.RETRIED
 
 

@@ -7,7 +7,6 @@ modules under [handlers] modules).
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import inspect
 import os
@@ -16,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from store import Record
+from store import MAX_TYPE, Record
 from worker.config import Config, RetrySettings, check_delays
 from worker.errors import ConfigError
 
@@ -59,8 +58,8 @@ class Registry:
     def add(self, spec: HandlerSpec) -> None:
         if isinstance(spec.type, bool) or not isinstance(spec.type, int):
             raise ConfigError(f"handler {spec.name}: type must be an int, got {spec.type!r}")
-        if not 1 <= spec.type <= 2**32 - 1:
-            raise ConfigError(f"handler {spec.name}: type must be in 1..4294967295")
+        if not 1 <= spec.type <= MAX_TYPE:
+            raise ConfigError(f"handler {spec.name}: type must be in 1..{MAX_TYPE}")
         existing = self._specs.get(spec.type)
         if existing is not None and existing.func is not spec.func:
             raise ConfigError(f"two handlers for type {spec.type}: {existing.name} and {spec.name}")
@@ -130,17 +129,13 @@ def import_handler_modules(modules: Iterable[str]) -> None:
 
 
 def retry_settings(config: Config, spec: HandlerSpec) -> RetrySettings:
-    """[retry] defaults, then the decorator's arguments, then [types.N]: operators get the
-    last word, without a code change."""
-    from_decorator: dict[str, Any] = {
+    """The handler's retry settings (precedence: Config.retry_for), checked as a whole."""
+    declared = {
         "max_attempts": spec.max_attempts,
         "initial_delay": spec.initial_delay,
         "max_delay": spec.max_delay,
         "timeout": spec.timeout,
     }
-    settings = dataclasses.replace(
-        config.retry, **{k: v for k, v in from_decorator.items() if v is not None}
-    )
-    settings = config.apply_type_overrides(spec.type, settings)
+    settings = config.retry_for(spec.type, declared)
     check_delays(f"type {spec.type} (decorator, [retry] and [types.{spec.type}])", settings)
     return settings

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from store import StoreUnavailable, ValidationError, WorkerStore
 from store.connection import redact
 from worker.commands._common import config_from_args, open_store, redis_url
+from worker.commands._exit import EXIT_UNREACHABLE
 from worker.commands._output import error
 from worker.config import Config
 from worker.errors import ConfigError
@@ -21,7 +22,6 @@ from worker.logs import describe, scrub, secrets_of_url
 
 __all__ = ["EXIT_UNREACHABLE", "redis_failure", "with_store"]
 
-EXIT_UNREACHABLE = 1
 
 Action = Callable[[Config, WorkerStore], Awaitable[int]]
 

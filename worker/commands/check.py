@@ -22,8 +22,9 @@ from worker.commands._common import (
     open_store,
     redis_url,
 )
+from worker.commands._exit import EXIT_UNREACHABLE
 from worker.commands._output import add_json_argument, error, print_json, table
-from worker.commands._session import EXIT_UNREACHABLE, redis_failure
+from worker.commands._session import redis_failure
 from worker.config import Config
 from worker.errors import ConfigError
 from worker.metrics import unhandled_ready

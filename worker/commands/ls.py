@@ -14,6 +14,7 @@ from typing import Any
 from store import State, TaskDetails, WorkerStore
 from worker.admin import Admin, Page
 from worker.commands._common import add_config_argument
+from worker.commands._exit import EXIT_BAD_INPUT
 from worker.commands._output import (
     add_json_argument,
     data_preview,
@@ -35,7 +36,6 @@ DEFAULT_LIMIT = 50
 # The work still to do: what a newcomer who just put a task wants to see first.
 DEFAULT_STATE = "pending"
 ERROR_PREVIEW_CHARS = 60  # of a task's last failure in the table; `get` shows all of it
-EXIT_BAD_INPUT = 2
 
 
 def add_parser(commands: Any) -> None:

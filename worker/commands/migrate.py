@@ -14,6 +14,7 @@ from typing import Any
 from store import RedisStore, WorkerStore
 from store.connection import redact
 from worker.commands._common import add_config_argument, config_from_args
+from worker.commands._exit import EXIT_BAD_INPUT, EXIT_UNREACHABLE
 from worker.commands._output import add_json_argument, error, print_json
 from worker.commands._session import with_store
 from worker.logs import scrub, secrets_of_url
@@ -21,7 +22,6 @@ from worker.logs import scrub, secrets_of_url
 __all__ = ["POSTGRES_SCHEMES", "add_parser", "main"]
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
-EXIT_UNREACHABLE = 1
 CONNECT_TIMEOUT_SECONDS = 10
 
 
@@ -46,7 +46,10 @@ def main(args: argparse.Namespace) -> int:
 
         from store.postgres import migrate
     except ImportError:
-        return error("a PostgreSQL URL needs the postgres extra: pip install 'retryd[postgres]'", 2)
+        return error(
+            "a PostgreSQL URL needs the postgres extra: pip install 'retryd[postgres]'",
+            EXIT_BAD_INPUT,
+        )
     try:
         with psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_SECONDS) as conn:
             report = migrate(conn, namespace)

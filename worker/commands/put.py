@@ -24,6 +24,7 @@ from typing import IO, Any
 
 from store import ExistsError, Record, ValidationError, WorkerStore
 from worker.commands._common import add_config_argument, config_from_args
+from worker.commands._exit import EXIT_BAD_INPUT
 from worker.commands._output import add_json_argument, error, print_json, record_json
 from worker.commands._session import with_store
 from worker.config import Config
@@ -31,7 +32,6 @@ from worker.config import Config
 __all__ = ["add_parser", "main", "parse_lines"]
 
 DEFAULT_BATCH = 1000
-EXIT_BAD_INPUT = 2
 LINE_KEYS = ("type", "task_id", "data", "data_b64", "reference_id", "next_attempt_at")
 _SINGLE_ONLY = ("task_id", "data", "data_file", "ref", "at")
 
@@ -76,7 +76,7 @@ def main(args: argparse.Namespace) -> int:
         return _put_one(args)
     given = [f"--{name.replace('_', '-')}" for name in _SINGLE_ONLY if getattr(args, name)]
     if given:
-        return error(f"{', '.join(given)} need --type (JSON lines carry their own)", 2)
+        return error(f"{', '.join(given)} need --type (JSON lines carry their own)", EXIT_BAD_INPUT)
     if args.stdin != "-" and sys.stdin.isatty():
         return error("put needs --type N for one task, or JSON lines on stdin", EXIT_BAD_INPUT)
     return _put_many(args)

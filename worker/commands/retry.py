@@ -15,13 +15,12 @@ from typing import Any
 from store import WorkerStore
 from worker.admin import Admin
 from worker.commands._common import add_config_argument
+from worker.commands._exit import EXIT_BAD_INPUT
 from worker.commands._output import add_json_argument, error, print_json, print_record
 from worker.commands._session import with_store
 from worker.config import Config
 
 __all__ = ["add_parser", "main"]
-
-EXIT_BAD_INPUT = 2
 
 
 def add_parser(commands: Any) -> None:
