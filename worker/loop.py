@@ -200,11 +200,14 @@ class Worker:
         return task
 
     async def _keep_alive(self, name: str, body: Callable[[], Awaitable[None]]) -> None:
-        """Run a loop; after any error, log it, count it and run the loop again."""
+        """Run a loop; after any error, log it, count it and run the loop again (but for a store
+        schema this code does not know, which stops the worker: see SchemaVersionError)."""
         while True:
             try:
                 await body()
-            except Exception as error:  # every loop must outlive every error
+            except SchemaVersionError:
+                raise  # the store's schema is not this code's: no loop can mend that by retrying
+            except Exception as error:  # every loop must outlive every other error
                 self.metrics.worker_errors[name].inc()
                 log.error(
                     "worker loop failed; it starts again",
