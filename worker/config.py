@@ -23,6 +23,12 @@ __all__ = ["Config", "RetentionSettings", "TypeSettings", "check_delays", "load_
 ENV_PREFIX = "RETRYD_"
 # More worker processes than this on one machine is a typo, not a deployment: scale with hosts.
 MAX_PROCESSES = 256
+# Upper bounds, so that an absurd value stops the start, naming its key, instead of failing
+# every claim or settle later: a lease of a day, a delay of a week (RetryLater's ceiling too),
+# a million attempts.
+MAX_LEASE_SECONDS = 86400.0
+MAX_DELAY_SECONDS = 7 * 24 * 3600.0
+MAX_ATTEMPTS = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +181,7 @@ class Config:
         _at_least("worker.concurrency", self.worker.concurrency, 1)
         _at_least("worker.batch", self.worker.batch, 1)
         _positive("worker.lease", self.worker.lease)
+        _at_most("worker.lease", self.worker.lease, MAX_LEASE_SECONDS)
         _at_least("worker.shutdown_grace", self.worker.shutdown_grace, 0)
         _positive("worker.poll_interval", self.worker.poll_interval)
         if not 1 <= self.worker.processes <= MAX_PROCESSES:
@@ -314,6 +321,11 @@ def _at_least(key: str, value: float, low: float) -> None:
         raise ConfigError(f"{key}: must be at least {low}, got {value}")
 
 
+def _at_most(key: str, value: float, high: float) -> None:
+    if value > high:
+        raise ConfigError(f"{key}: must be at most {high:g}, got {value:g}")
+
+
 def _positive(key: str, value: float) -> None:
     if not value > 0:
         raise ConfigError(f"{key}: must be greater than 0, got {value}")
@@ -331,9 +343,11 @@ def check_delays(where: str, retry: RetrySettings) -> None:
 def _check_retry(prefix: str, values: Mapping[str, Any]) -> None:
     if values.get("max_attempts") is not None:
         _at_least(f"{prefix}.max_attempts", values["max_attempts"], 1)
+        _at_most(f"{prefix}.max_attempts", values["max_attempts"], MAX_ATTEMPTS)
     for key in ("initial_delay", "max_delay"):
         if values.get(key) is not None:
             _at_least(f"{prefix}.{key}", values[key], 0)
+            _at_most(f"{prefix}.{key}", values[key], MAX_DELAY_SECONDS)
     if values.get("timeout") is not None:
         _positive(f"{prefix}.timeout", values["timeout"])
 

@@ -303,3 +303,34 @@ def test_a_decorator_max_delay_below_the_initial_delay_is_refused() -> None:
     (spec,) = registry.specs()
     with pytest.raises(ConfigError, match=r"^type 7 .*max_delay \(0\.5\) is less than"):
         retry_settings(Config(), spec)
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"worker": {"lease": 1e12}}, "worker.lease: must be at most 86400, got 1e+12"),
+        ({"retry": {"max_attempts": 10**12}}, "retry.max_attempts: must be at most 1e+06"),
+        ({"retry": {"max_delay": 1e9}}, "retry.max_delay: must be at most 604800, got 1e+09"),
+        (
+            {"retry": {"initial_delay": 1e9, "max_delay": 1e9}},
+            "retry.initial_delay: must be at most 604800",
+        ),
+        ({"types": {"7": {"max_delay": 1e10}}}, "types.7.max_delay: must be at most 604800"),
+    ],
+)
+def test_absurdly_large_values_are_refused_at_start_naming_the_key(
+    document: dict[str, Any], message: str
+) -> None:
+    """An upper bound on lease, delays and max_attempts: the start fails, not every claim."""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Config.from_mapping(document)
+
+
+def test_the_upper_bounds_themselves_are_accepted() -> None:
+    config = Config.from_mapping(
+        {
+            "worker": {"lease": 86400.0},
+            "retry": {"max_attempts": 1_000_000, "initial_delay": 604800, "max_delay": 604800},
+        }
+    )
+    assert (config.worker.lease, config.retry.max_attempts) == (86400.0, 1_000_000)
