@@ -38,7 +38,14 @@ from store.lifecycle import (
 )
 from store.memory import MemoryStore
 from store.presence import Beat, Presence, TypeCounts
-from store.protocol import DEFAULT_MAX_DATA_BYTES, Lifecycle, Store, Wakeups, WorkerStore
+from store.protocol import (
+    DEFAULT_MAX_DATA_BYTES,
+    MAX_PUT_BATCH,
+    Lifecycle,
+    Store,
+    Wakeups,
+    WorkerStore,
+)
 from store.record import END_OF_TIME, MAX_TYPE, Ordering, Record, State
 from store.redis_store import RedisStore
 from store.sync import SyncRedisStore
@@ -47,6 +54,7 @@ from store.worker_types import Change, Claim, Claimed, ServerFacts, Stats
 __all__ = [
     "DEFAULT_MAX_DATA_BYTES",
     "END_OF_TIME",
+    "MAX_PUT_BATCH",
     "MAX_REASON_KIND_BYTES",
     "MAX_REASON_MESSAGE_BYTES",
     "MAX_TYPE",

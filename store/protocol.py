@@ -30,7 +30,14 @@ from store.record import (
 )
 from store.worker_types import Change, Claim, ServerFacts, Stats
 
-__all__ = ["DEFAULT_MAX_DATA_BYTES", "Lifecycle", "Store", "Wakeups", "WorkerStore"]
+__all__ = [
+    "DEFAULT_MAX_DATA_BYTES",
+    "MAX_PUT_BATCH",
+    "Lifecycle",
+    "Store",
+    "Wakeups",
+    "WorkerStore",
+]
 
 DEFAULT_MAX_DATA_BYTES = 1024 * 1024
 
@@ -154,10 +161,21 @@ class WorkerStore(Store, Lifecycle, Protocol):
         """Release the store's connections (those it opened itself)."""
 
 
+# The most records one put_all takes: 100,000 held Redis for ~1.8 s in one script, stalling every
+# worker; 10,000 is ~0.2 s. Larger imports are split by the caller (`retryd put` batches).
+MAX_PUT_BATCH = 10_000
+
+
 def check_batch(records: Sequence[Record], max_data_bytes: int) -> None:
     """Refuse a put_all batch that no store may accept, before anything is written."""
     if not records:
         raise ValidationError("records", "put_all needs at least one record")
+    if len(records) > MAX_PUT_BATCH:
+        raise ValidationError(
+            "records",
+            f"a put_all batch holds at most {MAX_PUT_BATCH} records (MAX_PUT_BATCH), got "
+            f"{len(records)}: split it",
+        )
     seen: set[str] = set()
     for record in records:
         if not isinstance(record, Record):

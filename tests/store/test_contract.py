@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from store import (
+    MAX_PUT_BATCH,
     ExistsError,
     NotFoundError,
     Ordering,
@@ -640,3 +641,14 @@ async def test_data_over_max_data_bytes_is_a_validation_error(store: Store) -> N
         await store.put_all(*batch)
     assert caught.value.field == "data"
     assert await store.count_by_state(State.PENDING) == 0
+
+
+async def test_put_all_refuses_a_batch_over_the_maximum_naming_it(store: Store) -> None:
+    """MAX_PUT_BATCH records are taken; one more is a ValidationError naming the limit, and
+    nothing is written."""
+    over = [Record(task_id=f"big-{i}", type=1, data=b"") for i in range(MAX_PUT_BATCH + 1)]
+    with pytest.raises(ValidationError, match=f"at most {MAX_PUT_BATCH} records"):
+        await store.put_all(*over)
+    assert await store.count_by_state(State.PENDING) == 0
+    await store.put_all(*over[:MAX_PUT_BATCH])
+    assert await store.count_by_state(State.PENDING) == MAX_PUT_BATCH

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import IO, Any
 
-from store import ExistsError, Record, ValidationError, WorkerStore
+from store import MAX_PUT_BATCH, ExistsError, Record, ValidationError, WorkerStore
 from worker.commands._common import add_config_argument, config_from_args
 from worker.commands._exit import EXIT_BAD_INPUT
 from worker.commands._output import add_json_argument, error, print_json, record_json
@@ -68,8 +68,8 @@ def add_parser(commands: Any) -> None:
 def main(args: argparse.Namespace) -> int:
     if args.stdin not in (None, "-"):
         return error(f"unexpected argument {args.stdin!r} (only - for stdin)", EXIT_BAD_INPUT)
-    if args.batch < 1:
-        return error(f"--batch must be at least 1, got {args.batch}", EXIT_BAD_INPUT)
+    if not 1 <= args.batch <= MAX_PUT_BATCH:
+        return error(f"--batch must be in 1..{MAX_PUT_BATCH}, got {args.batch}", EXIT_BAD_INPUT)
     if args.type is not None:
         if args.stdin == "-":
             return error("give --type for one task or - for JSON lines, not both", EXIT_BAD_INPUT)
