@@ -24,6 +24,8 @@ log = structlog.get_logger("retryd.redis")
 
 # The first retry waits about this long; each failure doubles it, up to max_wait_seconds.
 _FIRST_WAIT_SECONDS = 0.05
+# A failure this soon after a recovery belongs to the outage that just ended.
+SAME_OUTAGE_SECONDS = 1.0
 
 
 class Outage:
@@ -37,6 +39,8 @@ class Outage:
         self._max_wait_seconds = max_wait_seconds
         self._since: float | None = None
         self._failures = 0
+        self._recovered_at = float("-inf")
+        self._quiet = False  # an outage resumed within SAME_OUTAGE_SECONDS: logged already
 
     @property
     def ongoing(self) -> bool:
@@ -48,7 +52,11 @@ class Outage:
         self._failures += 1
         if self._since is None:
             self._since = time.monotonic()
-            log.warning("redis unavailable; retrying with backoff", error=describe(error))
+            # A pooled connection from before a restart fails once more just after the first
+            # success: the same outage, not a new one worth two more lines.
+            self._quiet = self._since - self._recovered_at < SAME_OUTAGE_SECONDS
+            if not self._quiet:
+                log.warning("redis unavailable; retrying with backoff", error=describe(error))
         return compute_backoff(
             self._failures,
             initial_delay_seconds=_FIRST_WAIT_SECONDS,
@@ -58,8 +66,10 @@ class Outage:
     def recovered(self) -> None:
         """Note a successful call; the first after an outage logs how long it lasted."""
         if self._since is not None:
-            down = round(time.monotonic() - self._since, 3)
-            log.warning("redis available again", down_seconds=down)
+            self._recovered_at = time.monotonic()
+            if not self._quiet:
+                down = round(self._recovered_at - self._since, 3)
+                log.warning("redis available again", down_seconds=down)
             self._since = None
             self._failures = 0
 
