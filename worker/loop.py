@@ -28,6 +28,7 @@ from store import (
     Claimed,
     NotReplicatedError,
     SchemaVersionError,
+    StoreAccessDenied,
     StoreError,
     TransientError,
     ValidationError,
@@ -140,6 +141,7 @@ class Worker:
         self._stuck_slots = 0
         self.abandoned_runs = 0  # async handlers among them: still tasks on this event loop
         self._dead_loops: set[str] = set()
+        self._claimed_once = False  # access refused before any claim is a configuration fault
         self._threads: HandlerThreads | None = None  # made in run(), on its event loop
         self._none_running = asyncio.Event()  # set whenever the last running handler ends
         self._last_tick = time.monotonic()
@@ -205,8 +207,10 @@ class Worker:
         while True:
             try:
                 await body()
-            except SchemaVersionError:
-                raise  # the store's schema is not this code's: no loop can mend that by retrying
+            except (SchemaVersionError, StoreAccessDenied):
+                # A schema this code does not know, or access refused before the first claim:
+                # no loop can mend that by retrying; the process exits and says why.
+                raise
             except Exception as error:  # every loop must outlive every other error
                 self.metrics.worker_errors[name].inc()
                 log.error(
@@ -266,6 +270,11 @@ class Worker:
             claim = await self._store.claim(
                 self._max_attempts, limit=limit, lease_seconds=self._settings.lease
             )
+        except StoreAccessDenied as error:
+            if not self._claimed_once:
+                raise  # refused from the start: wrong credentials or ACL, not an outage (exit 1)
+            await self._pause(self._outage.failed(error))  # rotated under a running worker
+            return None
         except TransientError as error:
             await self._pause(self._outage.failed(error))
             return None
@@ -281,6 +290,7 @@ class Worker:
             await self._pause(self._settings.poll_interval)
             return None
         self._outage.recovered()
+        self._claimed_once = True
         return claim
 
     def _claim_limit(self) -> int:

@@ -12,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -22,7 +23,7 @@ from store._keys import Keys
 from tests.reliability.chaos_handlers import HOSTILE, HOSTILE_SYNC, NORMAL
 from tests.reliability.conftest import PoolFactory
 from tests.reliability.harness import REPORT, Ledger, ReportRow, WorkerProc, put_tasks
-from tests.servers import RedisServer, free_port, wait_for
+from tests.servers import RedisServer, free_port, redis_server, wait_for
 from worker.errors import RETRY_LATER_MAX_SECONDS
 from worker.runs import ABANDON_SECONDS
 
@@ -326,5 +327,35 @@ def test_a_handler_blocking_the_event_loop_is_named_and_its_neighbours_end_confi
             0,
             f"stall {max(e['blocked_seconds'] for e in stalls):.2f} s seen",
             "warning names the blocking type; 3 healthy tasks 1 run each, CONFIRMED",
+        )
+    )
+
+
+def test_retryd_run_with_a_wrong_password_exits_1_with_one_redacted_line(
+    tmp_path: Path, ns: str, make_pool: PoolFactory
+) -> None:
+    """Case 7: credentials refused before any claim are a configuration fault, not an outage:
+    `retryd run` exits 1 at once with one line naming the refusal, never the password."""
+    with redis_server(password="right-secret", directory=tmp_path / "auth") as server:
+        wrong = server.url.replace(":right-secret@", ":wrong-secret@", 1)
+        assert wrong != server.url
+        pool = make_pool(wrong)
+        started = time.monotonic()
+        worker = pool.start(wait=False)
+        assert worker.process.wait(timeout=20) == 1
+        elapsed = time.monotonic() - started
+    stderr = worker.stderr()
+    assert "wrong-secret" not in stderr
+    assert "Traceback" not in stderr
+    (line,) = [x for x in stderr.splitlines() if x.startswith("retryd: ")]
+    assert line.startswith("retryd: cannot use the store: AuthenticationError"), line
+    REPORT.append(
+        ReportRow(
+            "13 i12.7 wrong password",
+            0,
+            0,
+            0,
+            f"exit 1 after {elapsed:.2f} s",
+            "one line, password redacted (it retried forever before)",
         )
     )
