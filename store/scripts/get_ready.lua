@@ -14,6 +14,8 @@
 --          strictly after the cursor in the page's direction. resume is -1 when the slice
 --          answered the page (it is full, or no record is left); otherwise the budget ran out
 --          first and resume is the last id read: the cursor to go on from.
+--          An entry whose record is missing, damaged or in another state is skipped (claim
+--          sets such entries aside in '<prefix>damaged'; this read-only script leaves them).
 -- Cost     bounded, whatever the number of tasks: O(T log N) to count the due records R
 --          through the time indexes; when R <= sort_limit they are read through those and
 --          sorted by id, O(R log R); otherwise the listing is walked in id order from the
@@ -65,9 +67,11 @@ local function page_by_time()
     for from = 1, #ids, 1000 do -- HMGET in chunks: Lua's unpack stops at a few thousand values
       local chunk = {unpack(ids, from, math.min(from + 999, #ids))}
       for i, packed in ipairs(redis.call('HMGET', KEYS[1], unpack(chunk))) do
-        if packed then
-          local id = decode(packed).id
-          if after_cursor(id) then rows[#rows + 1] = {id, chunk[i], packed} end
+        -- A missing or damaged record, or one in another state, is left out as claim sets
+        -- it aside: one bad entry must not fail the page (claim moves it; a read cannot).
+        local r = decode_or_nil(packed)
+        if r and r.state == state and after_cursor(r.id) then
+          rows[#rows + 1] = {r.id, chunk[i], packed}
         end
       end
     end

@@ -19,6 +19,7 @@ from store import (
     Change,
     NotFoundError,
     NotReplicatedError,
+    Ordering,
     Reason,
     Record,
     RedisStore,
@@ -195,6 +196,43 @@ async def test_claim_sets_aside_index_entries_without_a_sound_record(
     assert admin_client.hget(redis_store.keys.tasks, "broken") == b"\x07not a record"
     again = await redis_store.claim({7: 3}, limit=10, lease_seconds=LONG_LEASE)
     assert (again.tasks, again.damaged) == ([], [])
+
+
+@pytest.mark.parametrize("walk", [False, True], ids=["by-time", "by-listing"])
+async def test_pages_leave_out_damaged_records_and_keep_their_order(
+    redis_store: RedisStore, admin_client: redis.Redis, walk: bool
+) -> None:
+    """A damaged record (short, or long with an unknown format) or an index entry without a
+    record is left out of get_all_ready_by_state and list_tasks as claim sets it aside; the
+    sound records keep their pages: id order, cursor, both directions, full pages."""
+    if walk:
+        redis_store._commands.page_sort_limit = 0  # every page walks the listing
+    names = ["g0", "short", "g1", "g2", "long", "g3", "g4"]
+    await redis_store.put_all(*(rec(n, next_attempt_at=T0) for n in names))
+    admin_client.hset(redis_store.keys.tasks, "short", b"\x01not a record")
+    admin_client.hset(redis_store.keys.tasks, "long", b"\x07" + b"\xff" * 80)
+    admin_client.zadd(redis_store.keys.index(State.PENDING, 7), {"ghost": 0})
+    sound = [await redis_store.get_by_task_id(f"g{i}") for i in range(5)]
+    for direction in (Ordering.ASC, Ordering.DESC):
+        expected = sorted(sound, key=lambda r: r.id, reverse=direction is Ordering.DESC)
+        pages: list[list[str]] = []
+        cursor = None
+        while True:
+            try:
+                page = await redis_store.get_all_ready_by_state(
+                    State.PENDING, FAR, cursor, 2, direction
+                )
+            except NotFoundError:
+                break
+            details = await redis_store.list_tasks(State.PENDING, FAR, cursor, 2, direction)
+            assert [d.record for d in details] == page
+            pages.append([r.task_id for r in page])
+            cursor = page[-1].id
+        want = [r.task_id for r in expected]
+        assert pages == [want[0:2], want[2:4], want[4:5]]
+    assert admin_client.hget(redis_store.keys.tasks, "short") == b"\x01not a record"
+    claim = await redis_store.claim({7: 3}, limit=10, lease_seconds=LONG_LEASE)
+    assert sorted(claim.damaged) == ["ghost", "long", "short"]
 
 
 # --- the synchronous store's settle ------------------------------------------------------------
