@@ -27,6 +27,7 @@ from store import (
     Claim,
     Claimed,
     NotReplicatedError,
+    Record,
     SchemaVersionError,
     StoreAccessDenied,
     StoreError,
@@ -529,6 +530,7 @@ class Worker:
         self._outage.recovered()
         self._unstall_writer()
         counts: collections.Counter[tuple[int, Outcome]] = collections.Counter()
+        refused: list[tuple[Record, Outcome]] = []
         for pending, result in zip(batch, results, strict=True):
             record = pending.change.record
             if pending.outcome is None or result is None:
@@ -537,13 +539,30 @@ class Worker:
                 continue
             if not result:
                 counts[(record.type, Outcome.CONFLICT)] += 1
-                _task_log(record).warning(
-                    "outcome refused: another worker holds the task now",
-                    outcome=pending.outcome.value,
-                )
+                refused.append((record, pending.outcome))
             else:
                 counts[(record.type, pending.outcome)] += 1
         self.metrics.outcomes(counts)
+        if refused:
+            await self._log_refused(refused)
+
+    async def _log_refused(self, refused: list[tuple[Record, Outcome]]) -> None:
+        """Say why each outcome was refused: a task deleted meanwhile has vanished; one still
+        stored was claimed again (or cancelled) at a later version."""
+        try:
+            stored: set[str] | None = await self._store.which_exist(
+                [record.task_id for record, _ in refused]
+            )
+        except StoreError:  # cannot tell; the outcome is refused all the same
+            stored = None
+        for record, outcome in refused:
+            if stored is None:
+                message = "outcome refused: the task changed or vanished meanwhile"
+            elif record.task_id in stored:
+                message = "outcome refused: another worker holds the task now"
+            else:
+                message = "outcome refused: the task vanished (deleted while it ran)"
+            _task_log(record).warning(message, outcome=outcome.value)
 
     async def _settle_alone(self, batch: list[_Pending]) -> list[bool | None]:
         """Settle a batch; if the store refuses it as invalid, settle each change alone so that

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+import structlog
 
 from store import Record, RedisStore, State, WorkerStore
 from store.postgres import PostgresStore
@@ -367,3 +368,24 @@ async def test_a_timed_out_plain_handler_holds_its_slot_until_its_thread_returns
     )
     assert (stuck.state, stuck.failed_attempts) == (State.FAILED, 1)
     assert (after.state, after.failed_attempts) == (State.CONFIRMED, 0)
+
+
+async def test_an_outcome_refused_for_a_deleted_task_calls_it_vanished(store: WorkerStore) -> None:
+    """A task deleted while it runs has its outcome refused, and the log says it vanished, not
+    that another worker holds it (tests/reliability/test_signals.py has that case)."""
+    registry = Registry()
+
+    @handler(type=TYPE, registry=registry)
+    async def deleting(record: Record) -> None:
+        if record.task_id == "deleted":
+            await store.delete("deleted")
+
+    await store.put_all(task("deleted"), task("kept"))
+    with structlog.testing.capture_logs() as logs:
+        await burst(store, registry)
+    refused = [(e["task_id"], e["event"], e["outcome"]) for e in logs if "refused" in e["event"]]
+    assert refused == [
+        ("deleted", "outcome refused: the task vanished (deleted while it ran)", "confirmed")
+    ]
+    assert await store.which_exist(["deleted", "kept"]) == {"kept"}
+    assert (await store.get_by_task_id("kept")).state is State.CONFIRMED
