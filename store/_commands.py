@@ -7,6 +7,7 @@ shells over the same requests, the same checks and the same error mapping.
 from __future__ import annotations
 
 import enum
+import re
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -97,6 +98,9 @@ REPLICA_ACK_TIMEOUT_MS = 1000
 # A call that fails with one of these may or may not have run on the server: the command may
 # have been lost on the way, or only its reply on the way back (a reset, a socket timeout).
 AMBIGUOUS = (RedisConnectionError, RedisTimeoutError)
+# What Redis 7 appends to an error raised inside a script: ' script: <sha>, on @user_script:N.'
+# (no sha when the script was sent by source).
+_SCRIPT_SUFFIX = re.compile(r"\.?\s*script: (\w+, )?on @user_script:\d+\.?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,7 +383,8 @@ class Commands:
         if code == ScriptError.STATE.value:
             at, _, state = detail.partition(" ")
             return state_error(call.script, call.subjects[int(at)], State(int(state)))
-        return StoreError(f"the {call.script} script failed: {error}")
+        reply = _SCRIPT_SUFFIX.sub("", str(error)).rstrip(".")  # sha and line: not for users
+        return StoreError(f"the {call.script} script failed: {type(error).__name__}: {reply}")
 
 
 def _failure_or_none(packed: Any) -> Failure | None:

@@ -1,6 +1,7 @@
 """`retryd`: the command line. Each subcommand lives in worker/commands/<name>.py.
 
-Exit status: 0 success; 1 not found or version conflict; 2 bad input or configuration.
+Exit status: 0 success; 1 not found, version conflict, or a store that cannot be reached or
+fails the call; 2 bad input or configuration. Every error is one line on stderr.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from store import (
     SchemaVersionError,
     StaleVersionError,
     StateError,
+    StoreError,
     StoreUnavailable,
     ValidationError,
 )
-from worker.commands._exit import EXIT_BAD_INPUT, EXIT_NOT_FOUND
+from worker.commands._exit import EXIT_BAD_INPUT, EXIT_NOT_FOUND, EXIT_UNREACHABLE
+from worker.commands._output import with_notes
 from worker.errors import ConfigError
 from worker.logs import describe
 from worker.metrics import build_version
@@ -69,8 +72,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except (StoreUnavailable, OSError) as error:
         # redis-py and libpq name host and port in these messages, never the password.
-        print(f"retryd: cannot use the store: {describe(error)}", file=sys.stderr)
+        message = with_notes(f"cannot use the store: {describe(error)}", error)
+        print(f"retryd: {message}", file=sys.stderr)
         return EXIT_NOT_FOUND
+    except StoreError as error:  # the server failed the call (an OOM reply of a full Redis)
+        print(f"retryd: {with_notes(str(error), error)}", file=sys.stderr)
+        return EXIT_UNREACHABLE
     except KeyboardInterrupt:
         return 130
 

@@ -114,6 +114,47 @@ def test_a_task_id_already_stored_in_a_later_batch_writes_nothing(
     assert sync_store.get_by_task_id("taken").data == b"first"
 
 
+def used_memory(client: redis.Redis) -> int:
+    return int(client.info("memory")["used_memory"])
+
+
+def test_a_full_redis_during_a_bulk_put_is_one_line_with_what_was_written(
+    retryd: Retryd, private_redis_url: str
+) -> None:
+    """An OOM reply (maxmemory reached) is status 1 and one line naming it and what was
+    written, no traceback: first before any batch, then after some of five batches."""
+    client = redis.Redis.from_url(private_redis_url)
+    lines = [json.dumps({"type": 1, "task_id": f"t{i}", "data": "x" * 64}) for i in range(5000)]
+    tasks = "\n".join(lines).encode()
+    env = {"RETRYD_REDIS_URL": private_redis_url}
+    try:
+        client.config_set("maxmemory", 1)
+        full = retryd("put", "-", "--batch", "1000", stdin=tasks, env=env | ns_env("full"))
+        assert (full.code, full.out) == (1, "")
+        assert_one_error_line(full, "OutOfMemoryError", "'maxmemory';", "nothing was written")
+        client.config_set("maxmemory", 0)
+        before = used_memory(client)  # what one batch of 1000 costs, measured
+        retryd("put", "-", stdin="\n".join(lines[:1000]).encode(), env=env | ns_env("one"))
+        batch_bytes = used_memory(client) - before
+        # Room for about two batches: the check runs before each script, counting its arguments.
+        client.config_set("maxmemory", used_memory(client) + 2 * batch_bytes)
+        part = retryd("put", "-", "--batch", "1000", stdin=tasks, env=env | ns_env("part"))
+    finally:
+        client.config_set("maxmemory", 0)
+    written = client.hlen("{part}:tasks")
+    assert written in (1000, 2000, 3000, 4000)
+    assert (part.code, part.out) == (1, "")
+    line = written + 1
+    resume = f"the {written} tasks before line {line} were written (resume: tail -n +{line})"
+    assert_one_error_line(part, "the put_all script failed: OutOfMemoryError: command not", resume)
+    assert client.hlen("{full}:tasks") == 0
+    client.close()
+
+
+def ns_env(namespace: str) -> dict[str, str]:
+    return {"RETRYD_REDIS_NAMESPACE": namespace}
+
+
 def test_bad_single_puts_exit_2_and_write_nothing(
     retryd: Retryd, sync_store: SyncRedisStore, admin_client: redis.Redis, namespace: str
 ) -> None:

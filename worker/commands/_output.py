@@ -28,6 +28,7 @@ __all__ = [
     "record_json",
     "record_lines",
     "table",
+    "with_notes",
 ]
 
 # How much of a record's data a table shows; `get --json` gives all of it.
@@ -44,6 +45,12 @@ def error(message: str, status: int) -> int:
     """Print `retryd: message` on stderr; return status, so callers `return error(...)`."""
     print(f"retryd: {message}", file=sys.stderr)
     return status
+
+
+def with_notes(message: str, failure: BaseException) -> str:
+    """message, then the notes a command added to failure (what a bulk put left written), on
+    the same line: a CLI error is one line."""
+    return "; ".join([message, *getattr(failure, "__notes__", ())])
 
 
 def iso(moment: datetime | None) -> str | None:

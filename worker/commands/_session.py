@@ -15,7 +15,7 @@ from store import StoreUnavailable, ValidationError, WorkerStore
 from store.connection import redact
 from worker.commands._common import config_from_args, open_store, redis_url
 from worker.commands._exit import EXIT_UNREACHABLE
-from worker.commands._output import error
+from worker.commands._output import error, with_notes
 from worker.config import Config
 from worker.errors import ConfigError
 from worker.logs import describe, scrub, secrets_of_url
@@ -33,7 +33,7 @@ def with_store(args: argparse.Namespace, action: Action) -> int:
     try:
         return asyncio.run(_run(config, url, action))
     except (StoreUnavailable, OSError) as failure:
-        return error(redis_failure(url, failure), EXIT_UNREACHABLE)
+        return error(with_notes(redis_failure(url, failure), failure), EXIT_UNREACHABLE)
 
 
 async def _run(config: Config, url: str, action: Action) -> int:

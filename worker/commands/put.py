@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import IO, Any
 
-from store import MAX_PUT_BATCH, ExistsError, Record, ValidationError, WorkerStore
+from store import MAX_PUT_BATCH, ExistsError, Record, StoreError, ValidationError, WorkerStore
 from worker.commands._common import add_config_argument, config_from_args
 from worker.commands._exit import EXIT_BAD_INPUT
 from worker.commands._output import add_json_argument, error, print_json, record_json
@@ -251,6 +251,9 @@ async def _write_batches(store: WorkerStore, numbered: list[Numbered], batch: in
             await store.put_all(*(record for _, record in chunk))
         except ExistsError as taken:  # stored by someone else since _refuse_existing looked
             raise ExistsError(f"line {chunk[0][0]}..: {taken}; {_written(done, chunk)}") from None
+        except StoreError as failure:  # printed as one line, with what was written
+            failure.add_note(_written(done, chunk))
+            raise
         except BaseException:
             if done:
                 print(f"retryd: {_written(done, chunk)}", file=sys.stderr)
