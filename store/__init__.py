@@ -35,12 +35,14 @@ from store.lifecycle import (
     Pruned,
     Reason,
     TaskDetails,
+    TypeCursor,
 )
 from store.memory import MemoryStore
 from store.presence import Beat, Presence, TypeCounts
 from store.protocol import (
     DEFAULT_MAX_DATA_BYTES,
     MAX_PUT_BATCH,
+    MAX_TYPE_PAGE,
     Lifecycle,
     Store,
     Wakeups,
@@ -58,6 +60,7 @@ __all__ = [
     "MAX_REASON_KIND_BYTES",
     "MAX_REASON_MESSAGE_BYTES",
     "MAX_TYPE",
+    "MAX_TYPE_PAGE",
     "SCHEMES",
     "Beat",
     "Change",
@@ -89,6 +92,7 @@ __all__ = [
     "TaskDetails",
     "TransientError",
     "TypeCounts",
+    "TypeCursor",
     "ValidationError",
     "Wakeups",
     "WorkerStore",

@@ -29,7 +29,7 @@ from store.errors import (
     StoreError,
     ValidationError,
 )
-from store.lifecycle import Failure, Pruned, Reason, TaskDetails
+from store.lifecycle import Failure, Pruned, Reason, TaskDetails, TypeCursor
 from store.presence import Beat, Presence, TypeCounts
 from store.protocol import (
     check_batch,
@@ -41,6 +41,7 @@ from store.protocol import (
     check_claim,
     check_query,
     check_task_ids,
+    check_type_query,
     check_uint32,
     check_update,
     seconds_to_micros,
@@ -229,6 +230,26 @@ class Commands:
         if not rows:
             raise NotFoundError(f"no {State(state)} task is ready as of {as_of.isoformat()}")
         return rows
+
+    def list_type(
+        self,
+        state: State,
+        task_type: int,
+        after: TypeCursor | None,
+        limit: int,
+        direction: Ordering,
+    ) -> Call:
+        """One page of one state and type in its time index's order (see list_type.lua)."""
+        known, task_type, cursor = check_type_query(state, task_type, after, limit, direction)
+        micros, task_id = cursor if cursor is not None else ("", "")
+        keys = [self.keys.tasks, self.keys.index(known, task_type), self.keys.errors]
+        return Call("list_type", keys, [micros, task_id, limit, direction.value])
+
+    def list_type_done(self, reply: Any) -> list[TaskDetails]:
+        return [
+            TaskDetails(decode_record(reply[i], reply[i + 1]), _failure_or_none(reply[i + 2]))
+            for i in range(0, len(reply), 3)
+        ]
 
     def count(self, state: State) -> Call:
         known = check_state("state", state)

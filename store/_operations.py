@@ -21,7 +21,7 @@ from store._codec import decode_record
 from store._commands import AMBIGUOUS, REPLICATED_SCRIPTS, Call, Commands, server_facts
 from store._keys import Keys
 from store.errors import ExistsError, NotFoundError, NotReplicatedError
-from store.lifecycle import Pruned, TaskDetails
+from store.lifecycle import Pruned, TaskDetails, TypeCursor
 from store.presence import Presence, TypeCounts
 from store.protocol import check_query
 from store.record import Ordering, Record, State, check_task_id, from_micros
@@ -160,6 +160,17 @@ class Operations:
         self, state: State, as_of: datetime, cursor: int | None, limit: int, direction: Ordering
     ) -> Op[list[TaskDetails]]:
         return (yield from self._page(state, as_of, cursor, limit, direction, with_errors=True))
+
+    def list_by_type(
+        self,
+        state: State,
+        task_type: int,
+        after: TypeCursor | None,
+        limit: int,
+        direction: Ordering,
+    ) -> Op[list[TaskDetails]]:
+        call = self._commands.list_type(state, task_type, after, limit, direction)
+        return self._commands.list_type_done((yield from self.script(call)))
 
     def _page(
         self,

@@ -16,6 +16,7 @@ ScriptName = Literal[
     "put_all",
     "update",
     "get_ready",
+    "list_type",
     "count",
     "claim",
     "settle",

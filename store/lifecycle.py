@@ -18,6 +18,7 @@ __all__ = [
     "Pruned",
     "Reason",
     "TaskDetails",
+    "TypeCursor",
 ]
 
 # How much of a failed attempt's error is kept, in bytes of UTF-8: enough for an exception's
@@ -68,6 +69,21 @@ class TaskDetails:
 
     record: Record
     last_error: Failure | None
+
+
+@dataclass(frozen=True, slots=True)
+class TypeCursor:
+    """Where a page of list_by_type ended: its last task's next_attempt_at and id (the time
+    index's order). Made from that task's record, so it needs no other state to resume."""
+
+    next_attempt_at: datetime
+    task_id: str
+
+    @classmethod
+    def after(cls, record: Record) -> TypeCursor:
+        """The cursor that resumes after record."""
+        assert record.next_attempt_at is not None  # every stored record has one
+        return cls(record.next_attempt_at, record.task_id)
 
 
 @dataclass(frozen=True, slots=True)

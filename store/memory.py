@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Self
 
 from store.errors import ExistsError, NotFoundError, StaleVersionError
-from store.lifecycle import Failure, Pruned, Reason, TaskDetails
+from store.lifecycle import Failure, Pruned, Reason, TaskDetails, TypeCursor
 from store.presence import Beat, Presence, TypeCounts
 from store.protocol import (
     DEFAULT_MAX_DATA_BYTES,
@@ -28,6 +28,7 @@ from store.protocol import (
     check_claim,
     check_query,
     check_task_ids,
+    check_type_query,
     check_uint32,
     check_update,
     seconds_to_micros,
@@ -146,6 +147,31 @@ class MemoryStore:
         ]
         ready.sort(key=lambda r: r.id, reverse=descending)
         return [TaskDetails(r.clone(), self._errors.get(r.task_id)) for r in ready[:limit]]
+
+    async def list_by_type(
+        self,
+        state: State,
+        task_type: int,
+        after: TypeCursor | None = None,
+        limit: int = 100,
+        direction: Ordering = Ordering.ASC,
+    ) -> list[TaskDetails]:
+        state, task_type, cursor = check_type_query(state, task_type, after, limit, direction)
+        descending = direction is Ordering.DESC
+        rows = sorted(
+            (
+                (_time_order(r), r)
+                for r in self._records.values()
+                if r.state == state and r.type == task_type
+            ),
+            key=lambda row: row[0],
+        )
+        if descending:
+            rows.reverse()
+        if cursor is not None:
+            past = _past([key for key, _ in rows], cursor, descending)
+            rows = [(key, r) for key, r in rows if past(key)]
+        return [TaskDetails(r.clone(), self._errors.get(r.task_id)) for _, r in rows[:limit]]
 
     async def inspect(self, task_id: str) -> TaskDetails:
         record = await self.get_by_task_id(task_id)
@@ -396,6 +422,24 @@ class _EventWakeups:
     async def wait(self) -> None:
         await self._event.wait()
         self._event.clear()
+
+
+def _time_order(record: Record) -> tuple[int, bytes]:
+    """A record's place in its time index: next_attempt_at, then id bytewise (Redis's order)."""
+    return to_micros("next_attempt_at", record.next_attempt_at), record.task_id.encode()
+
+
+def _past(
+    keys: list[tuple[int, bytes]], cursor: tuple[int, str], descending: bool
+) -> Callable[[tuple[int, bytes]], bool]:
+    """Whether a key lies past cursor: past the cursor's task while it is still where the
+    cursor saw it, otherwise past the cursor's instant (as list_type.lua resumes)."""
+    exact = (cursor[0], cursor[1].encode())
+    if exact in keys:
+        return (lambda key: key < exact) if descending else (lambda key: key > exact)
+    if descending:
+        return lambda key: key[0] < exact[0]
+    return lambda key: key[0] > exact[0]
 
 
 def _at_or_before(moment: datetime | None, now: datetime) -> bool:

@@ -17,9 +17,10 @@ from datetime import datetime
 from typing import Protocol
 
 from store.errors import ExistsError, StateError, ValidationError
-from store.lifecycle import Pruned, TaskDetails
+from store.lifecycle import Pruned, TaskDetails, TypeCursor
 from store.presence import MAX_BEAT_PAYLOAD_BYTES, MAX_MEMBER_BYTES, Presence, TypeCounts
 from store.record import (
+    MAX_TYPE,
     MAX_UINT32,
     Ordering,
     Record,
@@ -33,6 +34,7 @@ from store.worker_types import Change, Claim, ServerFacts, Stats
 __all__ = [
     "DEFAULT_MAX_DATA_BYTES",
     "MAX_PUT_BATCH",
+    "MAX_TYPE_PAGE",
     "Lifecycle",
     "Store",
     "Wakeups",
@@ -84,6 +86,19 @@ class Lifecycle(Protocol):
     ) -> list[TaskDetails]:
         """get_all_ready_by_state's page (same order, cursor, directions), each record with its
         last failure; [] when the page is empty. Bounded work per server call."""
+
+    async def list_by_type(
+        self,
+        state: State,
+        task_type: int,
+        after: TypeCursor | None = None,
+        limit: int = 100,
+        direction: Ordering = Ordering.ASC,
+    ) -> list[TaskDetails]:
+        """At most limit (1..MAX_TYPE_PAGE) tasks of one state and one type, ordered by
+        next_attempt_at then task id (as UTF-8 bytes), strictly after the cursor; each with its
+        last failure. If the cursor's task has left that state or moved in time, the page
+        resumes after the cursor's instant. O(log N + limit) per call."""
 
     async def inspect(self, task_id: str) -> TaskDetails:
         """The task's record and its last failure; NotFoundError if there is no such task."""
@@ -220,6 +235,32 @@ def check_query(
     if not isinstance(direction, Ordering):
         raise ValidationError("direction", f"must be an Ordering, got {direction!r}")
     return known, as_of_micros
+
+
+# The most tasks one list_by_type call returns.
+MAX_TYPE_PAGE = 10_000
+
+
+def check_type_query(
+    state: object, task_type: object, after: object, limit: object, direction: object
+) -> tuple[State, int, tuple[int, str] | None]:
+    """Validate list_by_type's arguments; return the state, the type and the cursor as
+    (next_attempt_at in microseconds, task id)."""
+    known = check_state("state", state)
+    if isinstance(task_type, bool) or not isinstance(task_type, int):
+        raise ValidationError("task_type", f"must be an int, got {task_type!r}")
+    if not 1 <= task_type <= MAX_TYPE:
+        raise ValidationError("task_type", f"must be in 1..{MAX_TYPE}, got {task_type}")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_TYPE_PAGE:
+        raise ValidationError("limit", f"must be an int in 1..{MAX_TYPE_PAGE}, got {limit!r}")
+    if not isinstance(direction, Ordering):
+        raise ValidationError("direction", f"must be an Ordering, got {direction!r}")
+    if after is None:
+        return known, task_type, None
+    if not isinstance(after, TypeCursor):
+        raise ValidationError("after", f"must be a TypeCursor or None, got {after!r}")
+    micros = to_micros("after.next_attempt_at", after.next_attempt_at)
+    return known, task_type, (micros, check_task_id(after.task_id))
 
 
 # The state each state-changing operation applies to, for naming it in a StateError.

@@ -52,7 +52,7 @@ from store._redis_errors import translated
 from store._scripts import source
 from store.connection import AsyncClient, async_client_from_url
 from store.errors import StoreError, StoreUnavailable
-from store.lifecycle import Pruned, TaskDetails
+from store.lifecycle import Pruned, TaskDetails, TypeCursor
 from store.presence import Presence, TypeCounts
 from store.protocol import Wakeups
 from store.record import Ordering, Record, State
@@ -116,6 +116,17 @@ class RedisStore(RedisStoreBase[AsyncClient]):
     ) -> list[TaskDetails]:
         """get_all_ready_by_state's page, each record with its last failure; [] when empty."""
         return await self._drive(self._ops.list_tasks(state, as_of, cursor, limit, direction))
+
+    async def list_by_type(
+        self,
+        state: State,
+        task_type: int,
+        after: TypeCursor | None = None,
+        limit: int = 100,
+        direction: Ordering = Ordering.ASC,
+    ) -> list[TaskDetails]:
+        """A page of one state and type by next_attempt_at (Lifecycle.list_by_type)."""
+        return await self._drive(self._ops.list_by_type(state, task_type, after, limit, direction))
 
     async def inspect(self, task_id: str) -> TaskDetails:
         """The task's record and its last failure; NotFoundError if there is no such task."""

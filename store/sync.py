@@ -30,7 +30,7 @@ from store._redis_errors import translated
 from store._scripts import source
 from store.connection import SyncClient, sync_client_from_url
 from store.errors import StoreUnavailable
-from store.lifecycle import Pruned, TaskDetails
+from store.lifecycle import Pruned, TaskDetails, TypeCursor
 from store.record import Ordering, Record, State
 from store.worker_types import Change
 
@@ -86,6 +86,17 @@ class SyncRedisStore(RedisStoreBase[SyncClient]):
     ) -> list[TaskDetails]:
         """get_all_ready_by_state's page, each record with its last failure; [] when empty."""
         return self._drive(self._ops.list_tasks(state, as_of, cursor, limit, direction))
+
+    def list_by_type(
+        self,
+        state: State,
+        task_type: int,
+        after: TypeCursor | None = None,
+        limit: int = 100,
+        direction: Ordering = Ordering.ASC,
+    ) -> list[TaskDetails]:
+        """A page of one state and type by next_attempt_at (Lifecycle.list_by_type)."""
+        return self._drive(self._ops.list_by_type(state, task_type, after, limit, direction))
 
     def inspect(self, task_id: str) -> TaskDetails:
         """The task's record and its last failure; NotFoundError if there is no such task."""

@@ -32,6 +32,7 @@ from store import (
     Store,
     SyncRedisStore,
     TaskDetails,
+    TypeCursor,
 )
 from store.postgres import SyncPostgresStore
 from tests.pg import migrated_namespace, postgres_store, scratch_database, server_url
@@ -149,6 +150,18 @@ class ThreadedSyncStore:
         direction: Ordering = Ordering.ASC,
     ) -> list[TaskDetails]:
         return await asyncio.to_thread(self.sync.list_tasks, state, as_of, cursor, limit, direction)
+
+    async def list_by_type(
+        self,
+        state: State,
+        task_type: int,
+        after: TypeCursor | None = None,
+        limit: int = 100,
+        direction: Ordering = Ordering.ASC,
+    ) -> list[TaskDetails]:
+        return await asyncio.to_thread(
+            self.sync.list_by_type, state, task_type, after, limit, direction
+        )
 
     async def inspect(self, task_id: str) -> TaskDetails:
         return await asyncio.to_thread(self.sync.inspect, task_id)

@@ -8,13 +8,23 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
-from store.errors import SchemaVersionError
+from store.errors import SchemaVersionError, ValidationError
 from store.postgres._connection import pool_options
 from store.postgres._plans import Plans
 from store.postgres._schema import Schema
 from store.protocol import DEFAULT_MAX_DATA_BYTES
 
-__all__ = ["PostgresStoreBase"]
+__all__ = ["PostgresStoreBase", "no_type_listing"]
+
+
+def no_type_listing() -> ValidationError:
+    """The refusal of list_by_type: the PostgreSQL schema has no per-(state, type) time index
+    yet, and a page must stay bounded work; listing by state (list_tasks) is offered."""
+    return ValidationError(
+        "task_type",
+        "listing by type is not offered by the PostgreSQL store yet; list by state instead",
+    )
+
 
 PoolT = TypeVar("PoolT")
 

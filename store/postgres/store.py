@@ -19,8 +19,8 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from store.errors import StoreUnavailable
-from store.lifecycle import Pruned, TaskDetails
-from store.postgres._base import PostgresStoreBase
+from store.lifecycle import Pruned, TaskDetails, TypeCursor
+from store.postgres._base import PostgresStoreBase, no_type_listing
 from store.postgres._connection import SAVEPOINT, check_callers_connection
 from store.postgres._errors import translated
 from store.postgres._plans import Plan
@@ -96,6 +96,17 @@ class PostgresStore(PostgresStoreBase[AsyncConnectionPool[Any]]):
     ) -> list[TaskDetails]:
         """get_all_ready_by_state's page, each record with its last failure; [] if empty."""
         return await self._run(self._plans.list_tasks(state, as_of, cursor, limit, direction))
+
+    async def list_by_type(
+        self,
+        state: State,
+        task_type: int,
+        after: TypeCursor | None = None,
+        limit: int = 100,
+        direction: Ordering = Ordering.ASC,
+    ) -> list[TaskDetails]:
+        """Not offered by this store yet: a ValidationError that says so (list by state)."""
+        raise no_type_listing()
 
     async def inspect(self, task_id: str) -> TaskDetails:
         """The task's record and its last failure; NotFoundError if there is no such task."""

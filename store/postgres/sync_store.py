@@ -15,8 +15,8 @@ from typing import Any, Self, TypeVar
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from store.lifecycle import Pruned, TaskDetails
-from store.postgres._base import PostgresStoreBase
+from store.lifecycle import Pruned, TaskDetails, TypeCursor
+from store.postgres._base import PostgresStoreBase, no_type_listing
 from store.postgres._connection import SAVEPOINT, check_callers_connection
 from store.postgres._errors import translated
 from store.postgres._migrate import MigrationReport, migrate
@@ -86,6 +86,17 @@ class SyncPostgresStore(PostgresStoreBase[ConnectionPool[Any]]):
         direction: Ordering = Ordering.ASC,
     ) -> list[TaskDetails]:
         return self._run(self._plans.list_tasks(state, as_of, cursor, limit, direction))
+
+    def list_by_type(
+        self,
+        state: State,
+        task_type: int,
+        after: TypeCursor | None = None,
+        limit: int = 100,
+        direction: Ordering = Ordering.ASC,
+    ) -> list[TaskDetails]:
+        """Not offered by this store yet: a ValidationError that says so (list by state)."""
+        raise no_type_listing()
 
     def inspect(self, task_id: str) -> TaskDetails:
         return self._run(self._plans.inspect(task_id))
