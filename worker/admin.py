@@ -12,9 +12,26 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from store import END_OF_TIME, Lifecycle, Ordering, State, Store, TaskDetails, ValidationError
+from store import (
+    END_OF_TIME,
+    Lifecycle,
+    Ordering,
+    State,
+    Store,
+    TaskDetails,
+    TypeCursor,
+    ValidationError,
+)
 
-__all__ = ["END_OF_TIME", "RETRY_ALL_BATCH", "Admin", "AdminStore", "Page"]
+__all__ = [
+    "END_OF_TIME",
+    "RETRY_ALL_BATCH",
+    "Admin",
+    "AdminStore",
+    "Page",
+    "TypeCursor",
+    "TypePage",
+]
 
 # Tasks one retry_failed call moves: ~10 ms of Redis time at most.
 RETRY_ALL_BATCH = 1000
@@ -31,6 +48,15 @@ class Page:
 
     tasks: list[TaskDetails]
     next_cursor: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class TypePage:
+    """One page of one type's tasks by next attempt, and where the next begins (None: this was
+    the last)."""
+
+    tasks: list[TaskDetails]
+    next_after: TypeCursor | None
 
 
 class Admin:
@@ -53,13 +79,29 @@ class Admin:
         descending: bool = False,
     ) -> Page:
         """Tasks of one state by id (only those due now with ready_only), after cursor."""
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
-            raise ValidationError("limit", f"must be in 1..{MAX_PAGE}, got {limit!r}")
+        _check_limit(limit)
         as_of = datetime.now(UTC) if ready_only else END_OF_TIME
         direction = Ordering.DESC if descending else Ordering.ASC
         tasks = await self._store.list_tasks(state, as_of, cursor, limit, direction)
         next_cursor = tasks[-1].record.id if len(tasks) == limit else None
         return Page(tasks, next_cursor)
+
+    async def page_of_type(
+        self,
+        state: State,
+        task_type: int,
+        *,
+        after: TypeCursor | None = None,
+        limit: int = 50,
+        descending: bool = False,
+    ) -> TypePage:
+        """Tasks of one state and one type by next attempt (then task id), after the cursor:
+        the store's time index, so O(log N + limit) whatever the number of tasks."""
+        _check_limit(limit)
+        direction = Ordering.DESC if descending else Ordering.ASC
+        tasks = await self._store.list_by_type(state, task_type, after, limit, direction)
+        next_after = TypeCursor.after(tasks[-1].record) if len(tasks) == limit else None
+        return TypePage(tasks, next_after)
 
     async def delete(self, task_ids: list[str]) -> int:
         """Delete the tasks (all, or none on an unknown id); how many."""
@@ -86,3 +128,8 @@ class Admin:
             if moved < batch:
                 break
         return total
+
+
+def _check_limit(limit: int) -> None:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise ValidationError("limit", f"must be in 1..{MAX_PAGE}, got {limit!r}")

@@ -206,6 +206,22 @@ def test_every_page_loads_and_search_finds_a_task(
     expect(page.locator("main")).to_contain_text("task 'no-such-task' not found")
 
 
+def test_tasks_filtered_by_type_with_the_type_select(
+    page: Page, web: Web, tasks: SyncRedisStore
+) -> None:
+    _put(tasks, "mail-1", State.FAILED, b"", task_type=3)
+    _put(tasks, "sms-1", State.FAILED, b"", task_type=4)
+    page.goto(web() + "/tasks?state=failed")
+    expect(page.get_by_role("table")).to_contain_text("sms-1")
+    page.get_by_label("Type").select_option("3")
+    page.get_by_role("button", name="Show").click()
+    table = page.get_by_role("table")
+    expect(table).to_contain_text("of type 3, by next attempt")
+    expect(table).to_contain_text("mail-1")
+    expect(table).not_to_contain_text("sms-1")
+    expect(page.get_by_role("link", name="Retry all failed of type 3…")).to_be_visible()
+
+
 def test_overview_shows_workers_types_and_throughput(
     page: Page, web: Web, tasks: SyncRedisStore, worker: None, shots: Path
 ) -> None:

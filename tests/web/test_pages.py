@@ -175,3 +175,52 @@ async def test_overview_says_when_no_worker_beats(dashboard: Dashboard) -> None:
     async with dashboard() as client:
         page = await client.get("/")
     assert "No worker has sent a heartbeat in the last 5 minutes." in page.text
+
+
+async def test_tasks_of_one_type_by_next_attempt_page_through(
+    dashboard: Dashboard, redis_store: RedisStore
+) -> None:
+    """The type filter lists one type's tasks by next attempt, paged, offering the known types."""
+    for n in range(PAGE_SIZE + 2):
+        await put_task(redis_store, f"seven-{n:03}", state=State.FAILED, task_type=7)
+    await put_task(redis_store, "eight", state=State.FAILED, task_type=8)
+    async with dashboard() as client:
+        first = await client.get("/tasks", params={"state": "failed", "type": "7"})
+        assert first.status_code == 200
+        assert "of type 7, by next attempt, latest first" in first.text
+        assert re.findall(r'<option value="(\d+)"', first.text) == ["7", "8"]
+        assert '<option value="7" selected>' in first.text
+        ids = re.findall(r">(seven-\d+|eight)</a>", first.text)
+        assert len(ids) == PAGE_SIZE
+        assert "eight" not in ids
+        assert "?type=7" in first.text  # retry-all offers this type only
+        next_link = re.search(r'rel="next" href="([^"]+)"', first.text)
+        assert next_link
+        second = await client.get(next_link.group(1).replace("&amp;", "&"))
+        rest = re.findall(r">(seven-\d+|eight)</a>", second.text)
+        oldest = await client.get(
+            "/tasks", params={"state": "failed", "type": "7", "order": "oldest"}
+        )
+    assert len(rest) == 2
+    assert 'rel="next"' not in second.text
+    every = ids + rest
+    assert sorted(every) == [f"seven-{n:03}" for n in range(PAGE_SIZE + 2)]
+    assert re.findall(r">(seven-\d+)</a>", oldest.text) == every[::-1][:PAGE_SIZE]
+
+
+async def test_tasks_of_a_type_refuse_bad_input_with_400(dashboard: Dashboard) -> None:
+    bad = [
+        {"type": "0"},
+        {"type": "4294967296"},
+        {"type": "seven"},
+        {"type": "7", "after_at": "soon", "after_id": "x"},
+        {"type": "7", "after_at": "12"},
+        {"type": "7", "after_at": "1" * 17, "after_id": "x"},
+    ]
+    async with dashboard() as client:
+        pages = [await client.get("/tasks", params=params) for params in bad]
+    assert [page.status_code for page in pages] == [400] * len(bad)
+    assert "A task type is an integer in 1..4294967295." in pages[0].text
+    assert "A task type is an integer" in pages[2].text
+    assert "after_at (microseconds, an integer) with after_id" in pages[3].text
+    assert "Traceback" not in "".join(page.text for page in pages)

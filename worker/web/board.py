@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from store import Beat, State, TaskDetails, TypeCounts, WorkerStore
+from store import Beat, State, TaskDetails, TypeCounts, TypeCursor, WorkerStore
 from store import Stats as StoreStats
 from worker.admin import Admin
 from worker.heartbeat import BEAT_SECONDS
@@ -71,20 +71,33 @@ class Overview:
 
 @dataclass(frozen=True, slots=True)
 class PageQuery:
-    """One page of the task list: a state, a direction by id, where the last page ended."""
+    """One page of the task list: a state, a direction, where the last page ended. Without a
+    type it is by id (after: an id); with one, by next attempt (after_due: that order's cursor,
+    the store's per-type time index)."""
 
     state: State
     newest_first: bool
     after: int | None
     size: int
+    task_type: int | None = None
+    after_due: TypeCursor | None = None
+
+    @property
+    def resumed(self) -> bool:
+        """Whether this is a later page (not the first)."""
+        return self.after is not None or self.after_due is not None
 
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """The tasks of one page and the cursor of the next (None on the last page)."""
+    """The tasks of one page and the cursor of the next (None on the last page): an id, or
+    for a page of one type, a cursor by next attempt. types: the types the store knows, for
+    the page's type filter."""
 
     tasks: list[TaskDetails]
     next_after: int | None
+    next_after_due: TypeCursor | None = None
+    types: list[int] = field(default_factory=list)
 
 
 class Board:
@@ -124,14 +137,31 @@ class Board:
         return counts.get(task_type, 0)
 
     async def page(self, query: PageQuery) -> Page:
+        types = sorted(c.type for c in await self._store.count_by_type())
+        if query.task_type is not None:
+            return await self._page_of_type(query, query.task_type, types)
         # One more than the page holds, to know whether a next page exists.
         page = await self._admin.page(
             query.state, cursor=query.after, limit=query.size + 1, descending=query.newest_first
         )
         tasks = page.tasks
         if len(tasks) > query.size:
-            return Page(tasks[: query.size], tasks[query.size - 1].record.id)
-        return Page(tasks, None)
+            return Page(tasks[: query.size], tasks[query.size - 1].record.id, types=types)
+        return Page(tasks, None, types=types)
+
+    async def _page_of_type(self, query: PageQuery, task_type: int, types: list[int]) -> Page:
+        page = await self._admin.page_of_type(
+            query.state,
+            task_type,
+            after=query.after_due,
+            limit=query.size + 1,
+            descending=query.newest_first,
+        )
+        tasks = page.tasks
+        if len(tasks) > query.size:
+            last = tasks[query.size - 1].record
+            return Page(tasks[: query.size], None, TypeCursor.after(last), types)
+        return Page(tasks, None, None, types)
 
     async def task(self, task_id: str) -> TaskDetails:
         """The task and its last failure; NotFoundError if there is none, ValidationError if

@@ -15,10 +15,11 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
-from store.record import MAX_TYPE
+from store import TypeCursor
+from store.record import MAX_TYPE, from_micros, to_micros
 from worker.config import WebSettings
 from worker.logs import error_kind
-from worker.web.board import ACTIONS, LISTED_STATES, Board, PageQuery
+from worker.web.board import ACTIONS, LISTED_STATES, Board, Page, PageQuery
 from worker.web.render import DATA_VIEWS, data_view
 from worker.web.security import (
     CSRF_FIELD,
@@ -118,9 +119,34 @@ async def tasks(request: Request) -> Response:
     async with asyncio.timeout(STORE_TIMEOUT_SECONDS):
         page = await _board(request).page(query)
     deleted = request.query_params.get("deleted")
+    first_page = _first_page_params(query)
     return render(
-        request, "tasks.html", query=query, page=page, states=LISTED_STATES, deleted=deleted
+        request,
+        "tasks.html",
+        query=query,
+        page=page,
+        states=LISTED_STATES,
+        deleted=deleted,
+        first_page=first_page,
+        next_page=_next_page_params(first_page, page),
     )
+
+
+def _first_page_params(query: PageQuery) -> dict[str, str]:
+    params = {"state": str(query.state), "order": "newest" if query.newest_first else "oldest"}
+    if query.task_type is not None:
+        params["type"] = str(query.task_type)
+    return params
+
+
+def _next_page_params(first_page: dict[str, str], page: Page) -> dict[str, str] | None:
+    """The query of the page after this one; None on the last page."""
+    if page.next_after is not None:
+        return first_page | {"after": str(page.next_after)}
+    if page.next_after_due is not None:
+        at = to_micros("after_at", page.next_after_due.next_attempt_at)
+        return first_page | {"after_at": str(at), "after_id": page.next_after_due.task_id}
+    return None
 
 
 def _page_query(params: Any) -> PageQuery:
@@ -135,13 +161,33 @@ def _page_query(params: Any) -> PageQuery:
     order = params.get("order", "newest")
     if order not in ("newest", "oldest"):
         raise WebError(400, "Bad request", f"Unknown order {order!r}: newest or oldest.")
+    newest_first = order == "newest"
+    task_type = _task_type(params.get("type"))
+    if task_type is not None:
+        after_due = _due_cursor(params.get("after_at"), params.get("after_id"))
+        return PageQuery(state, newest_first, None, PAGE_SIZE, task_type, after_due)
     after_text = params.get("after")
     after = None
     if after_text is not None:
         if not after_text.isascii() or not after_text.isdigit() or len(after_text) > 19:
             raise WebError(400, "Bad request", "The page cursor must be a task's numeric id.")
         after = int(after_text)
-    return PageQuery(state, order == "newest", after, PAGE_SIZE)
+    return PageQuery(state, newest_first, after, PAGE_SIZE)
+
+
+def _due_cursor(at_text: str | None, task_id: str | None) -> TypeCursor | None:
+    """A page-of-one-type cursor from its two query parameters (both or neither): the last
+    task's next attempt in microseconds since the epoch, and its id."""
+    if at_text is None and task_id is None:
+        return None
+    digits = (at_text or "").removeprefix("-")
+    if task_id is None or not digits.isascii() or not digits.isdigit() or len(digits) > 16:
+        raise WebError(
+            400,
+            "Bad request",
+            "The page cursor must be after_at (microseconds, an integer) with after_id.",
+        )
+    return TypeCursor(from_micros(int(at_text or "")), task_id)
 
 
 async def task(request: Request) -> Response:
