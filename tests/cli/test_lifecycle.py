@@ -4,8 +4,10 @@ operator runs them: real subprocesses on the test's namespace."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 from store import Change, Reason, Record, State, SyncRedisStore
+from store.record import to_micros
 from tests.cli.conftest import Retryd, assert_one_error_line
 
 
@@ -104,3 +106,29 @@ def test_retry_takes_several_ids_all_or_none_and_refuses_mixed_arguments(
         wrong = retryd(*argv)
         assert wrong.code == 2
         assert_one_error_line(wrong)
+
+
+def test_ls_of_one_type_pages_by_next_attempt(retryd: Retryd, sync_store: SyncRedisStore) -> None:
+    at = [datetime(2031, 1, 1, 0, 0, n, tzinfo=UTC) for n in range(5)]
+    sync_store.put_all(*(Record(f"t{n}", 3, b"", next_attempt_at=at[4 - n]) for n in range(5)))
+    sync_store.put_all(Record("other", 4, b"", next_attempt_at=at[0]))
+    seen, cursor = [], None
+    while True:
+        argv = ["ls", "--type", "3", "--limit", "2", "--json"]
+        page = json.loads(retryd(*argv, *(["--cursor", cursor] if cursor else [])).out)
+        seen += [task["task_id"] for task in page["tasks"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == ["t4", "t3", "t2", "t1", "t0"]
+    text = retryd("ls", "--type", "3", "--limit", "2").out
+    assert text.splitlines()[-1] == f"more: --type 3 --cursor {to_micros('at', at[1])}:t3"
+    for argv, message in [
+        (["--type", "0"], "--type must be in 1..4294967295, got 0"),
+        (["--type", "3", "--cursor", "t3"], "--cursor with --type is MICROS:TASK_ID"),
+        (["--type", "3", "--ready"], "--ready cannot be combined with --type"),
+        (["--cursor", "abc"], "--cursor must be a task's numeric id"),
+    ]:
+        refused = retryd("ls", *argv)
+        assert (refused.code, refused.out) == (2, "")
+        assert_one_error_line(refused, message)
