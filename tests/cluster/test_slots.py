@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import pytest
 from redis.crc import key_slot
 
-from store import Change, Ordering, Record, State
+from store import Change, Ordering, Record, State, TypeCursor
 from store._commands import Call, Commands
 from store._keys import Keys
 from store._scripts import SCRIPT_NAMES, ScriptName, source
@@ -32,6 +32,7 @@ CALLS: dict[ScriptName, Callable[[Commands], Call]] = {
     "put_all": lambda c: c.put_all([Record(task_id="t", type=7, data=b"d")]),
     "update": lambda c: c.update(stored()),
     "get_ready": lambda c: c.get_ready(State.PENDING, T0, None, 10, Ordering.ASC),
+    "list_type": lambda c: c.list_type(State.FAILED, 7, TypeCursor(T0, "t"), 10, Ordering.DESC),
     "count": lambda c: c.count(State.PENDING),
     "claim": lambda c: c.claim({7: 3}, 10, 30.0),
     "settle": lambda c: c.settle([Change(stored(), State.CONFIRMED, 0)]),
