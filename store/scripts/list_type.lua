@@ -27,8 +27,9 @@ local function start_rank()
     if descending then return redis.call('ZREVRANK', KEYS[2], ARGV[2]) + 1 end
     return redis.call('ZRANK', KEYS[2], ARGV[2]) + 1
   end
-  if descending then return redis.call('ZCOUNT', KEYS[2], cursor, '+inf') end
-  return redis.call('ZCOUNT', KEYS[2], '-inf', cursor)
+  -- ARGV[1], not cursor: Lua prints a number with 14 digits, and µs since 1970 take 16.
+  if descending then return redis.call('ZCOUNT', KEYS[2], ARGV[1], '+inf') end
+  return redis.call('ZCOUNT', KEYS[2], '-inf', ARGV[1])
 end
 
 local first = start_rank()

@@ -100,13 +100,20 @@ async def test_pages_walk_every_task_once_through_ties_both_ways(listing_store: 
 
 async def test_a_cursor_whose_task_left_resumes_after_its_instant(listing_store: Any) -> None:
     store = listing_store
-    await store.put_all(rec("a", T0), rec("b", T0 + SECOND), rec("c", T0 + 2 * SECOND))
+    # A microsecond apart: a cursor's instant must be exact to the µs (16 digits) in Redis.
+    at = [T0 + timedelta(microseconds=123_456 + n) for n in range(3)]
+    await store.put_all(rec("a", at[0]), rec("b", at[1]), rec("c", at[2]))
     (first,) = await store.list_by_type(State.PENDING, 7, limit=1)
     await store.cancel("a")
     after = TypeCursor.after(first.record)
     assert ids(await store.list_by_type(State.PENDING, 7, after)) == ["b", "c"]
-    after_b = TypeCursor(T0 + SECOND, "b")
+    await store.cancel("b")
+    after_b = TypeCursor(at[1], "b")
+    assert ids(await store.list_by_type(State.PENDING, 7, after_b)) == ["c"]
+    assert ids(await store.list_by_type(State.PENDING, 7, TypeCursor(at[2], "zz"))) == []
     assert ids(await store.list_by_type(State.PENDING, 7, after_b, 5, Ordering.DESC)) == []
+    await store.put_all(rec("d", at[0]))
+    assert ids(await store.list_by_type(State.PENDING, 7, after_b, 5, Ordering.DESC)) == ["d"]
 
 
 @pytest.mark.parametrize(
