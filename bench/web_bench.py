@@ -75,6 +75,9 @@ async def load(url: str, total: int) -> float:
 
 def pages(total: int) -> list[tuple[str, str]]:
     middle = total // 2
+    # A page of one type resumed from now: past its due tasks, into those due tomorrow.
+    now_us = int(datetime.now(UTC).timestamp() * 1_000_000)
+    resumed = f"order=oldest&after_at={now_us}&after_id=task-{middle}"
     return [
         ("overview", "/"),
         ("tasks: pending, newest first", "/tasks?state=pending&order=newest"),
@@ -82,6 +85,9 @@ def pages(total: int) -> list[tuple[str, str]]:
         ("tasks: pending, mid-list", f"/tasks?state=pending&order=newest&after={middle}"),
         ("tasks: confirmed", "/tasks?state=confirmed"),
         ("tasks: failed (with reasons)", "/tasks?state=failed"),
+        ("tasks: pending of type 2, latest first", "/tasks?state=pending&type=2&order=newest"),
+        ("tasks: pending of type 2, mid-list", f"/tasks?state=pending&type=2&{resumed}"),
+        ("tasks: failed of type 3", "/tasks?state=failed&type=3"),
         ("search (redirect)", f"/tasks?task_id=task-{middle}"),
         ("task detail", f"/task?id=task-{middle}"),
         ("task detail, hex", f"/task?id=task-{middle}&view=hex"),
