@@ -20,32 +20,50 @@ local limit = int_in(ARGV[3], 1, 10000)
 if not limit then return invalid('limit') end
 local descending = ARGV[4] == 'desc'
 
-local function start_rank()
-  if not cursor then return 0 end
-  local score = redis.call('ZSCORE', KEYS[2], ARGV[2])
-  if score and tonumber(score) == cursor then
-    if descending then return redis.call('ZREVRANK', KEYS[2], ARGV[2]) + 1 end
-    return redis.call('ZRANK', KEYS[2], ARGV[2]) + 1
+-- Only ZRANK, ZRANGE and ZCOUNT (and HGET): the commands the documented ACL users are given.
+-- The page is ranks first..last of the index in ascending order (inclusive; empty if last <
+-- first), read forwards and given back reversed for 'desc'.
+local function ascending_bounds()
+  local rank = cursor and redis.call('ZRANK', KEYS[2], ARGV[2])
+  if rank then -- still in the index: is it where the cursor saw it?
+    local score = redis.call('ZRANGE', KEYS[2], rank, rank, 'WITHSCORES')[2]
+    if tonumber(score) ~= cursor then rank = nil end
   end
-  -- ARGV[1], not cursor: Lua prints a number with 14 digits, and µs since 1970 take 16.
-  if descending then return redis.call('ZCOUNT', KEYS[2], ARGV[1], '+inf') end
-  return redis.call('ZCOUNT', KEYS[2], '-inf', ARGV[1])
+  if not descending then
+    local first = 0
+    if rank then
+      first = rank + 1
+    elseif cursor then -- ARGV[1], not cursor: Lua prints a number with 14 digits, µs take 16
+      first = redis.call('ZCOUNT', KEYS[2], '-inf', ARGV[1])
+    end
+    return first, first + limit - 1
+  end
+  local last = -1
+  if rank then
+    last = rank - 1
+  elseif cursor then
+    last = redis.call('ZCOUNT', KEYS[2], '-inf', '(' .. ARGV[1]) - 1
+  else
+    last = redis.call('ZCARD', KEYS[2]) - 1
+  end
+  return math.max(0, last - limit + 1), last
 end
 
-local first = start_rank()
-local ids
-if descending then
-  ids = redis.call('ZREVRANGE', KEYS[2], first, first + limit - 1)
-else
-  ids = redis.call('ZRANGE', KEYS[2], first, first + limit - 1)
-end
+local first, last = ascending_bounds()
+local ids = {}
+if last >= first then ids = redis.call('ZRANGE', KEYS[2], first, last) end
 local reply = {}
-for _, task_id in ipairs(ids) do
+local function add(task_id)
   local packed = redis.call('HGET', KEYS[1], task_id)
   if packed then
     reply[#reply + 1] = task_id
     reply[#reply + 1] = packed
     reply[#reply + 1] = redis.call('HGET', KEYS[3], task_id) or ''
   end
+end
+if descending then
+  for i = #ids, 1, -1 do add(ids[i]) end
+else
+  for _, task_id in ipairs(ids) do add(task_id) end
 end
 return reply

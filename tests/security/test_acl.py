@@ -25,11 +25,12 @@ NAMESPACE = "retryd"
 # the commands those scripts run, HGET (get_by_task_id), the wake channel, and what redis-py
 # sends on connect and for health checks (CLIENT SETINFO, PING). INFO lets the worker check
 # the server's persistence and eviction settings without CONFIG. HSCAN: `retryd migrate` pages
-# through the tasks hash to list the tasks stored before the listing by id existed.
+# through the tasks hash to list the tasks stored before the listing by id existed. ZRANK:
+# `retryd ls --type` resumes a page of one type from its cursor's rank.
 COMMANDS = (
     "+evalsha +eval +script|load +script|exists "
     "+hget +hexists +hset +hdel +hmget +hscan +exists +incrby +sadd +smembers "
-    "+zadd +zrem +zrange +zrangebyscore +zrevrangebyscore +zcard +zcount +time "
+    "+zadd +zrem +zrange +zrangebyscore +zrevrangebyscore +zrank +zcard +zcount +time "
     "+publish +subscribe +unsubscribe +ping +info +client|setinfo +client|setname"
 )
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from redis.exceptions import NoPermissionError
 
-from store import Record, RedisStore, State, StoreError, SyncRedisStore
+from store import Record, RedisStore, State, StoreError, SyncRedisStore, TypeCursor
 from tests.servers import RedisServer, redis_server
 from worker.config import WebSettings
 from worker.web import Board, create_app
@@ -28,7 +28,7 @@ NAMESPACE = "retryd"
 # the read commands they run, and what redis-py sends on connect and for health checks.
 VIEWER_COMMANDS = (
     "+evalsha +eval +script|load +script|exists +hget +hmget +exists +smembers "
-    "+zrange +zrangebyscore +zrevrangebyscore +zcard +zcount +time +ping "
+    "+zrange +zrangebyscore +zrevrangebyscore +zrank +zcard +zcount +time +ping "
     "+client|setinfo +client|setname"
 )
 
@@ -63,10 +63,15 @@ async def test_every_page_works_as_the_read_only_user(server: RedisServer) -> No
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
             for path in ("/", "/tasks?state=pending", "/tasks?state=failed", "/task?id=f-1",
-                         "/task?id=f-1&view=hex"):  # fmt: skip
+                         "/task?id=f-1&view=hex", "/tasks?state=failed&type=2&order=oldest",
+                         "/tasks?state=failed&type=2&after_at=0&after_id=gone"):  # fmt: skip
                 page = await client.get(path)
                 assert page.status_code == 200, (path, page.text)
             assert "f-1" in (await client.get("/tasks?state=failed")).text
+            assert "f-1" in (await client.get("/tasks?state=failed&type=2")).text
+        # A page resumed from a task still in place: the script's ZRANK path.
+        failed = await store.get_by_task_id("f-1")
+        assert await store.list_by_type(State.FAILED, 2, TypeCursor.after(failed)) == []
 
 
 async def test_the_read_only_user_cannot_change_a_task(server: RedisServer) -> None:
