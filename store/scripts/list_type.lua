@@ -10,6 +10,8 @@
 -- Returns  {task_id1, record1, failure1 or '', task_id2, ...}: at most limit records strictly
 --          after the cursor in the page's direction. When the cursor's task has left the index
 --          (its state or due time changed), the page resumes after the cursor's instant.
+--          An entry whose record is missing, damaged or of another state or type is left out
+--          (claim sets such entries aside); the page reads past at most 100 of them.
 -- Cost     O(log N + limit) whatever the number of tasks: ranks, never scans.
 local cursor = nil
 if ARGV[1] ~= '' then
@@ -49,21 +51,39 @@ local function ascending_bounds()
   return math.max(0, last - limit + 1), last
 end
 
-local first, last = ascending_bounds()
-local ids = {}
-if last >= first then ids = redis.call('ZRANGE', KEYS[2], first, last) end
-local reply = {}
+-- A missing or damaged record, or one of another state or type, is left out as claim sets it
+-- aside; the page reads on past it (at most SKIP_BUDGET such entries) so it stays full.
+local SKIP_BUDGET = 100
+local want_state, want_type = string.match(KEYS[2], ':(%d+):(%d+)$')
+want_state, want_type = tonumber(want_state), tonumber(want_type)
+local reply, found, skipped = {}, 0, 0
 local function add(task_id)
   local packed = redis.call('HGET', KEYS[1], task_id)
-  if packed then
-    reply[#reply + 1] = task_id
-    reply[#reply + 1] = packed
-    reply[#reply + 1] = redis.call('HGET', KEYS[3], task_id) or ''
+  local r = decode_or_nil(packed)
+  if not (r and r.state == want_state and r.type == want_type) then
+    skipped = skipped + 1
+    return
   end
+  reply[#reply + 1] = task_id
+  reply[#reply + 1] = packed
+  reply[#reply + 1] = redis.call('HGET', KEYS[3], task_id) or ''
+  found = found + 1
 end
-if descending then
-  for i = #ids, 1, -1 do add(ids[i]) end
-else
-  for _, task_id in ipairs(ids) do add(task_id) end
+
+local first, last = ascending_bounds()
+while found < limit and skipped <= SKIP_BUDGET and last >= first and last >= 0 do
+  local ids = redis.call('ZRANGE', KEYS[2], math.max(first, 0), last)
+  if descending then
+    for i = #ids, 1, -1 do if found < limit then add(ids[i]) end end
+  else
+    for _, task_id in ipairs(ids) do if found < limit then add(task_id) end end
+  end
+  local short = limit - found
+  if #ids < last - math.max(first, 0) + 1 then break end -- the index ended
+  if descending then
+    first, last = math.max(0, first - short), first - 1
+  else
+    first, last = last + 1, last + short
+  end
 end
 return reply

@@ -12,8 +12,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import redis
 
-from store import MAX_TYPE, Ordering, Record, State, TaskDetails, TypeCursor, ValidationError
+from store import (
+    MAX_TYPE,
+    Ordering,
+    Record,
+    RedisStore,
+    State,
+    TaskDetails,
+    TypeCursor,
+    ValidationError,
+)
 from tests.conftest import BACKENDS, _context
 from tests.store.test_lifecycle import LifecycleStore, snapshot
 
@@ -139,3 +149,19 @@ async def test_bad_arguments_are_refused_naming_the_field(
     with pytest.raises(ValidationError, match=field):
         await store.list_by_type(*arguments)
     assert await snapshot(store) == before
+
+
+async def test_pages_leave_out_damaged_records_and_stay_full(
+    redis_store: RedisStore, admin_client: redis.Redis
+) -> None:
+    """A damaged record or an index entry without a record is left out, as claim sets it
+    aside; the sound ones keep their order and full pages, both ways."""
+    names = ["g0", "short", "g1", "g2", "long", "g3", "g4"]
+    await redis_store.put_all(*(rec(n, T0 + i * SECOND) for i, n in enumerate(names)))
+    admin_client.hset(redis_store.keys.tasks, "short", b"\x01not a record")
+    admin_client.hset(redis_store.keys.tasks, "long", b"\x07" + b"\xff" * 80)
+    admin_client.zadd(redis_store.keys.index(State.PENDING, 7), {"ghost": 0})
+    sound = [f"g{i}" for i in range(5)]
+    assert await walk(redis_store, State.PENDING, 7, 2, Ordering.ASC) == sound
+    assert await walk(redis_store, State.PENDING, 7, 2, Ordering.DESC) == sound[::-1]
+    assert ids(await redis_store.list_by_type(State.PENDING, 7, limit=3)) == sound[:3]
