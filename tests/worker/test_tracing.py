@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from store import Record, RedisStore
-from tests.worker.test_worker import burst, config
+from tests.worker.burst import burst, config
 from worker import Permanent, Registry, handler
 from worker.tracing import TaskTracer, producer_context, trace_context_from
 
