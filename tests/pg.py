@@ -28,7 +28,7 @@ import pytest
 from psycopg import sql
 
 from store.postgres import PostgresStore, migrate
-from tests.servers import HOST, free_port, stop_process
+from tests.servers import HOST, free_port, log_tail, stop_process
 
 __all__ = [
     "POSTGRES_URL_ENV",
@@ -163,10 +163,7 @@ class PostgresServer:
         self.process = None
 
     def log(self) -> str:
-        try:
-            return self.log_path.read_text(encoding="utf-8", errors="replace")[-4000:]
-        except FileNotFoundError:
-            return "(no log)"
+        return log_tail(self.log_path)
 
 
 @contextlib.contextmanager

@@ -216,10 +216,7 @@ class RedisServer:
         self.process = None
 
     def log(self) -> str:
-        try:
-            return self.log_path.read_text(encoding="utf-8", errors="replace")[-4000:]
-        except FileNotFoundError:
-            return "(no log)"
+        return log_tail(self.log_path)
 
     def _check_alive(self) -> None:
         if self.process is not None and self.process.poll() is not None:
@@ -378,6 +375,14 @@ def _acked_by_replica(master: RedisServer) -> bool:
 def _info(server: RedisServer, name: str) -> str:
     with server.client(decode_responses=True) as client:
         return str(client.info("replication").get(name, ""))
+
+
+def log_tail(path: Path) -> str:
+    """The end of a server's log, for a failing test's message."""
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")[-4000:]
+    except FileNotFoundError:
+        return "(no log)"
 
 
 def stop_process(process: subprocess.Popen[bytes], sig: signal.Signals, timeout: float) -> None:
