@@ -6,7 +6,8 @@ worker: it is imported by producers, the worker and tests alike.
   protocol.py      Store (the seed's contract), Lifecycle (list, inspect, delete, cancel, retry,
                    prune) and WorkerStore (both, plus claim, settle, extend, stats, wake-ups,
                    server facts): what every store implements
-  worker_types.py  the values WorkerStore takes and returns (Claim, Change, Stats, ServerFacts)
+  worker_types.py  the values WorkerStore takes and returns (Claim, Change, Rate, Stats,
+                   ServerFacts)
   lifecycle.py     the values Lifecycle returns (TaskDetails, Failure, Pruned, Reason)
   errors.py        StoreError and its kin; TransientError is what a worker retries
   factory.py       open_store(url): the store for a URL's scheme
@@ -51,16 +52,29 @@ from store.protocol import (
 from store.record import END_OF_TIME, MAX_TYPE, Ordering, Record, State
 from store.redis_store import RedisStore
 from store.sync import SyncRedisStore
-from store.worker_types import Change, Claim, Claimed, ServerFacts, Stats
+from store.worker_types import (
+    MAX_BURST,
+    MAX_RATE,
+    MIN_RATE,
+    Change,
+    Claim,
+    Claimed,
+    Rate,
+    ServerFacts,
+    Stats,
+)
 
 __all__ = [
     "DEFAULT_MAX_DATA_BYTES",
     "END_OF_TIME",
+    "MAX_BURST",
     "MAX_PUT_BATCH",
+    "MAX_RATE",
     "MAX_REASON_KIND_BYTES",
     "MAX_REASON_MESSAGE_BYTES",
     "MAX_TYPE",
     "MAX_TYPE_PAGE",
+    "MIN_RATE",
     "SCHEMES",
     "Beat",
     "Change",
@@ -75,6 +89,7 @@ __all__ = [
     "Ordering",
     "Presence",
     "Pruned",
+    "Rate",
     "Reason",
     "Record",
     "RedisStore",

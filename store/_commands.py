@@ -57,7 +57,7 @@ from store.record import (
     to_micros,
     to_utc,
 )
-from store.worker_types import Change, Claim, Claimed, ServerFacts, Stats
+from store.worker_types import Change, Claim, Claimed, Rate, ServerFacts, Stats
 
 __all__ = [
     "AMBIGUOUS",
@@ -255,26 +255,44 @@ class Commands:
         known = check_state("state", state)
         return Call("count", [self.keys.types, self.keys.index_prefix], [int(known)])
 
-    def claim(self, max_attempts: Mapping[int, int], limit: int, lease_seconds: float) -> Call:
+    def claim(
+        self,
+        max_attempts: Mapping[int, int],
+        limit: int,
+        lease_seconds: float,
+        type_limits: Mapping[int, int] | None = None,
+        rates: Mapping[int, Rate] | None = None,
+    ) -> Call:
         if not max_attempts:
             raise ValidationError("types", "claim needs at least one task type")
-        args: list[Arg] = [check_claim(max_attempts, limit, lease_seconds), limit]
+        lease = check_claim(max_attempts, limit, lease_seconds, type_limits, rates)
+        caps, rates = type_limits or {}, rates or {}
+        args: list[Arg] = [lease, limit]
         for task_type, most in max_attempts.items():
-            args += [task_type, most]
+            rate = rates.get(task_type)
+            args += [task_type, most, caps.get(task_type, 0)]
+            # repr: the shortest decimal that reads back as the very same double, never in
+            # exponent form within MIN_RATE..MAX_RATE.
+            args += [repr(float(rate.per_second)), rate.burst] if rate else [0, 0]
         keys = [self.keys.tasks, self.keys.index_prefix, self.keys.list_prefix, self.keys.errors]
-        return Call("claim", keys, args)
+        return Call("claim", [*keys, self.keys.rates], args)
 
     def claim_done(self, reply: Any) -> Claim:
         tasks = [
             Claimed(decode_record(reply[i], reply[i + 1]), from_micros(int(reply[i + 2])))
-            for i in range(3, len(reply), 3)
+            for i in range(5, len(reply), 3)
         ]
         next_due = int(reply[1])
+        held = reply[3]
         return Claim(
             now=from_micros(int(reply[0])),
             tasks=tasks,
             next_due=None if next_due < 0 else from_micros(next_due),
             damaged=[t.decode("utf-8", "backslashreplace") for t in reply[2]],
+            held_by_rate={
+                int(held[i]): from_micros(int(held[i + 1])) for i in range(0, len(held), 2)
+            },
+            held_by_limit=frozenset(int(t) for t in reply[4]),
         )
 
     def settle(self, changes: Sequence[Change]) -> Call:

@@ -33,6 +33,7 @@ class Keys:
     wake_channel: str
     presence: str
     presence_payloads: str
+    rates: str
 
     @classmethod
     def for_namespace(cls, namespace: str) -> Keys:
@@ -54,6 +55,7 @@ class Keys:
             wake_channel=f"{tag}:wake",
             presence=f"{tag}:presence",
             presence_payloads=f"{tag}:presence:payloads",
+            rates=f"{tag}:rates",
         )
 
     def index(self, state: State, task_type: int) -> str:

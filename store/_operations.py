@@ -25,7 +25,7 @@ from store.lifecycle import Pruned, TaskDetails, TypeCursor
 from store.presence import Presence, TypeCounts
 from store.protocol import check_query
 from store.record import Ordering, Record, State, check_task_id, from_micros
-from store.worker_types import Change, Claim, ServerFacts, Stats
+from store.worker_types import Change, Claim, Rate, ServerFacts, Stats
 
 __all__ = [
     "HashExists",
@@ -230,8 +230,15 @@ class Operations:
     def count_by_state(self, state: State) -> Op[int]:
         return int((yield from self.script(self._commands.count(state))))
 
-    def claim(self, max_attempts: Mapping[int, int], limit: int, lease_seconds: float) -> Op[Claim]:
-        call = self._commands.claim(max_attempts, limit, lease_seconds)
+    def claim(
+        self,
+        max_attempts: Mapping[int, int],
+        limit: int,
+        lease_seconds: float,
+        type_limits: Mapping[int, int] | None = None,
+        rates: Mapping[int, Rate] | None = None,
+    ) -> Op[Claim]:
+        call = self._commands.claim(max_attempts, limit, lease_seconds, type_limits, rates)
         return self._commands.claim_done((yield from self.script(call)))
 
     def settle(self, changes: Sequence[Change]) -> Op[list[bool]]:

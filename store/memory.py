@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequen
 from datetime import UTC, datetime, timedelta
 from typing import Self
 
+from store._bucket import current, next_token_at, take, tokens
 from store.errors import ExistsError, NotFoundError, StaleVersionError
 from store.lifecycle import Failure, Pruned, Reason, TaskDetails, TypeCursor
 from store.presence import Beat, Presence, TypeCounts
@@ -44,7 +45,7 @@ from store.record import (
     to_micros,
     to_utc,
 )
-from store.worker_types import Change, Claim, Claimed, ServerFacts, Stats
+from store.worker_types import Change, Claim, Claimed, Rate, ServerFacts, Stats
 
 __all__ = ["MemoryStore"]
 
@@ -66,6 +67,8 @@ class MemoryStore:
         self._leased: set[str] = set()
         self._subscribers: set[asyncio.Event] = set()
         self._beats: dict[str, tuple[datetime, bytes]] = {}  # member -> its last beat
+        # Task type -> the instant (µs) its start-rate bucket is full again (store/_bucket.py).
+        self._buckets: dict[int, float] = {}
 
     async def aclose(self) -> None:
         """Nothing to release: the records stay, for whoever holds the store."""
@@ -269,23 +272,89 @@ class MemoryStore:
         return sum(1 for r in self._records.values() if r.state == state)
 
     async def claim(
-        self, max_attempts: Mapping[int, int], *, limit: int, lease_seconds: float
+        self,
+        max_attempts: Mapping[int, int],
+        *,
+        limit: int,
+        lease_seconds: float,
+        type_limits: Mapping[int, int] | None = None,
+        rates: Mapping[int, Rate] | None = None,
     ) -> Claim:
-        lease = timedelta(microseconds=check_claim(max_attempts, limit, lease_seconds))
+        lease_micros = check_claim(max_attempts, limit, lease_seconds, type_limits, rates)
+        lease = timedelta(microseconds=lease_micros)
+        caps, rates = dict(type_limits or {}), dict(rates or {})
         now = _now()
+        now_us = to_micros("now", now)
+        # What each type may lease in this claim: its own cap, then its bucket's whole tokens.
+        room = {t: min(limit, caps.get(t, limit)) for t in max_attempts}
+        full = {t: current(self._buckets.get(t), now_us, rate) for t, rate in rates.items()}
+        for task_type, rate in rates.items():
+            room[task_type] = min(room[task_type], tokens(full[task_type], now_us, rate))
         due = sorted(
             (r for r in self._pending(max_attempts) if _at_or_before(r.next_attempt_at, now)),
             key=lambda r: (r.next_attempt_at, r.task_id),
         )
+        taken: dict[int, list[Record]] = {t: [] for t in max_attempts}
+        for stored in due:
+            if len(taken[stored.type]) < room[stored.type]:
+                taken[stored.type].append(stored)
+        candidates = sorted(
+            (r for batch in taken.values() for r in batch),
+            key=lambda r: (r.next_attempt_at, r.task_id),
+        )[:limit]
         tasks = []
-        for stored in due[:limit]:
+        leased = dict.fromkeys(max_attempts, 0)
+        for stored in candidates:
             due_at = stored.next_attempt_at
             assert due_at is not None, "a stored record always has next_attempt_at"
             if self._lease(stored, max_attempts[stored.type], now, lease):
                 tasks.append(Claimed(stored.clone(), due_at))
-        schedule = [r.next_attempt_at for r in self._pending(max_attempts) if r.next_attempt_at]
-        next_due = min(schedule, default=None)
-        return Claim(now=now, tasks=tasks, next_due=next_due, damaged=[])
+                leased[stored.type] += 1
+        for task_type, rate in rates.items():
+            # Kept as this claim read it (current: no emptier than empty), less what it took.
+            spent = take(full[task_type], now_us, rate, leased[task_type])
+            full[task_type] = self._buckets[task_type] = spent
+        return self._claim_result(now, tasks, max_attempts, caps, rates, full, leased)
+
+    def _claim_result(
+        self,
+        now: datetime,
+        tasks: list[Claimed],
+        max_attempts: Mapping[int, int],
+        caps: Mapping[int, int],
+        rates: Mapping[int, Rate],
+        full: Mapping[int, float | None],
+        leased: Mapping[int, int],
+    ) -> Claim:
+        """What is left after a claim, per type, as claim.lua reports it."""
+        now_us = to_micros("now", now)
+        first: dict[int, datetime] = {}
+        for r in self._pending(max_attempts):
+            assert r.next_attempt_at is not None
+            if r.type not in first or r.next_attempt_at < first[r.type]:
+                first[r.type] = r.next_attempt_at
+        held_by_rate: dict[int, datetime] = {}
+        held_by_limit: set[int] = set()
+        next_due: datetime | None = None
+        for task_type, at in first.items():
+            if at <= now and task_type in rates:
+                bucket = full[task_type]
+                if tokens(bucket, now_us, rates[task_type]) < 1:
+                    assert bucket is not None, "a full bucket holds burst >= 1 tokens"
+                    at = from_micros(next_token_at(bucket, rates[task_type]))
+                    held_by_rate[task_type] = at
+            capped = task_type in caps and leased[task_type] >= caps[task_type]
+            if capped and first[task_type] <= now:
+                held_by_limit.add(task_type)
+            next_due = at if next_due is None else min(next_due, at)
+        return Claim(
+            now=now,
+            tasks=tasks,
+            next_due=next_due,
+            damaged=[],
+            held_by_rate=held_by_rate,
+            held_by_limit=frozenset(held_by_limit),
+        )
 
     def _pending(self, max_attempts: Mapping[int, int]) -> list[Record]:
         return [

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from store.errors import ExistsError, StateError, ValidationError
 from store.lifecycle import Pruned, TaskDetails, TypeCursor
@@ -29,7 +29,16 @@ from store.record import (
     check_task_id,
     to_micros,
 )
-from store.worker_types import Change, Claim, ServerFacts, Stats
+from store.worker_types import (
+    MAX_BURST,
+    MAX_RATE,
+    MIN_RATE,
+    Change,
+    Claim,
+    Rate,
+    ServerFacts,
+    Stats,
+)
 
 __all__ = [
     "DEFAULT_MAX_DATA_BYTES",
@@ -140,9 +149,19 @@ class WorkerStore(Store, Lifecycle, Protocol):
     """
 
     async def claim(
-        self, max_attempts: Mapping[int, int], *, limit: int, lease_seconds: float
+        self,
+        max_attempts: Mapping[int, int],
+        *,
+        limit: int,
+        lease_seconds: float,
+        type_limits: Mapping[int, int] | None = None,
+        rates: Mapping[int, Rate] | None = None,
     ) -> Claim:
-        """Lease up to limit due PENDING tasks of the given types (type -> max_attempts)."""
+        """Lease up to limit due PENDING tasks of the given types (type -> max_attempts), oldest
+        due first; at most type_limits[t] of type t, and of a type with rates[t] only as many
+        as its token bucket holds (shared by every claimer of the namespace, by the store's
+        clock; one token per task leased). Claim.held_by_rate / held_by_limit name the types
+        that left due tasks behind for those reasons."""
 
     async def settle(self, changes: Sequence[Change]) -> list[bool]:
         """Apply each change whose record still holds its version; False for the others."""
@@ -284,7 +303,13 @@ def check_task_ids(task_ids: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(check_task_id(t) for t in task_ids))
 
 
-def check_claim(max_attempts: Mapping[int, int], limit: int, lease_seconds: float) -> int:
+def check_claim(
+    max_attempts: Mapping[int, int],
+    limit: int,
+    lease_seconds: float,
+    type_limits: Mapping[int, int] | None = None,
+    rates: Mapping[int, Rate] | None = None,
+) -> int:
     """Validate claim's arguments; return the lease in microseconds."""
     if not max_attempts:
         raise ValidationError("types", "claim needs at least one task type")
@@ -293,7 +318,43 @@ def check_claim(max_attempts: Mapping[int, int], limit: int, lease_seconds: floa
     for task_type, most in max_attempts.items():
         check_uint32("type", task_type)
         check_uint32("max_attempts", most)
+    for task_type, cap in _per_type("type_limits", type_limits, max_attempts).items():
+        check_uint32(f"type_limits[{task_type}]", cap)
+    for task_type, rate in _per_type("rates", rates, max_attempts).items():
+        check_rate(f"rates[{task_type}]", rate)
     return lease
+
+
+def _per_type(field: str, given: object, max_attempts: Mapping[int, int]) -> Mapping[int, Any]:
+    """A claim's per-type argument: None, or a mapping keyed by types the claim asks for."""
+    if given is None:
+        return {}
+    if not isinstance(given, Mapping):
+        raise ValidationError(field, f"must be a mapping of task type to value, got {given!r}")
+    for task_type in given:
+        if task_type not in max_attempts:
+            raise ValidationError(field, f"type {task_type!r} is not among the claimed types")
+    return given
+
+
+def check_rate(field: str, rate: object) -> Rate:
+    """rate when it is a Rate within MIN_RATE..MAX_RATE per second and 1..MAX_BURST, else
+    ValidationError."""
+    if not isinstance(rate, Rate):
+        raise ValidationError(field, f"must be a Rate, got {rate!r}")
+    per_second = rate.per_second
+    if (
+        isinstance(per_second, bool)
+        or not isinstance(per_second, int | float)
+        or not MIN_RATE <= per_second <= MAX_RATE
+    ):
+        raise ValidationError(
+            field, f"per_second must be a number in {MIN_RATE:g}..{MAX_RATE:g}, got {per_second!r}"
+        )
+    burst = rate.burst
+    if isinstance(burst, bool) or not isinstance(burst, int) or not 1 <= burst <= MAX_BURST:
+        raise ValidationError(field, f"burst must be an int in 1..{MAX_BURST}, got {burst!r}")
+    return rate
 
 
 def check_changes(changes: Sequence[Change]) -> None:

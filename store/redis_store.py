@@ -12,6 +12,8 @@ Key schema (all keys of a namespace share the hash tag {ns}; see store/_keys.py)
   {ns}:wake               pub/sub channel: published to when a task becomes due now
   {ns}:presence           sorted set: worker id -> its last heartbeat, in server microseconds
   {ns}:presence:payloads  hash: worker id -> what its last heartbeat reported (opaque bytes)
+  {ns}:rates              hash: task type -> the instant (µs) its start-rate bucket is full
+                          again (claim.lua); only types given a rate have a field
 
 Cost of each operation (N tasks stored, B batch size, T task types, R due records):
   put_all        one script, O(B log N)           update       one script, O(log N)
@@ -56,7 +58,7 @@ from store.lifecycle import Pruned, TaskDetails, TypeCursor
 from store.presence import Presence, TypeCounts
 from store.protocol import Wakeups
 from store.record import Ordering, Record, State
-from store.worker_types import Change, Claim, ServerFacts, Stats
+from store.worker_types import Change, Claim, Rate, ServerFacts, Stats
 
 __all__ = ["RedisStore"]
 
@@ -166,10 +168,18 @@ class RedisStore(RedisStoreBase[AsyncClient]):
         return await self._drive(self._ops.count_by_state(state))
 
     async def claim(
-        self, max_attempts: Mapping[int, int], *, limit: int, lease_seconds: float
+        self,
+        max_attempts: Mapping[int, int],
+        *,
+        limit: int,
+        lease_seconds: float,
+        type_limits: Mapping[int, int] | None = None,
+        rates: Mapping[int, Rate] | None = None,
     ) -> Claim:
-        """Lease up to limit due PENDING tasks of the given types (type -> max_attempts)."""
-        return await self._drive(self._ops.claim(max_attempts, limit, lease_seconds))
+        """Lease up to limit due PENDING tasks of the given types (type -> max_attempts), within
+        type_limits and rates (WorkerStore.claim); one script call."""
+        op = self._ops.claim(max_attempts, limit, lease_seconds, type_limits, rates)
+        return await self._drive(op)
 
     async def settle(self, changes: Sequence[Change]) -> list[bool]:
         """Apply each change whose record still holds its version; False for the others."""

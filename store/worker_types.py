@@ -12,7 +12,24 @@ from datetime import datetime
 from store.lifecycle import Reason
 from store.record import Record, State
 
-__all__ = ["Change", "Claim", "Claimed", "ServerFacts", "Stats"]
+__all__ = [
+    "MAX_BURST",
+    "MAX_RATE",
+    "MIN_RATE",
+    "Change",
+    "Claim",
+    "Claimed",
+    "Rate",
+    "ServerFacts",
+    "Stats",
+]
+
+# The bounds of a start rate (per second) and of a bucket's burst. Together they keep a bucket's
+# state (the instant it is full again, in microseconds) below 2**53, where a Lua number still
+# holds it exactly: a bucket empties by at most MAX_BURST / MIN_RATE seconds (1e9).
+MIN_RATE = 0.0001
+MAX_RATE = 100_000.0
+MAX_BURST = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,16 +41,32 @@ class Claimed:
 
 
 @dataclass(frozen=True, slots=True)
+class Rate:
+    """A type's start rate, shared by every claimer of a namespace: a token bucket that fills
+    at per_second tokens a second up to burst tokens; each task leased takes one."""
+
+    per_second: float  # MIN_RATE..MAX_RATE
+    burst: int  # 1..MAX_BURST: the most tasks leased at once after a quiet spell
+
+
+@dataclass(frozen=True, slots=True)
 class Claim:
     """What one claim leased, by the server's clock."""
 
     now: datetime
     tasks: list[Claimed]
-    # The earliest next_attempt_at left among the claimed types' PENDING tasks (leases
-    # included), so an idle worker can sleep until then; None when there is none.
+    # When a claim of the same types may next find work, so an idle worker can sleep until
+    # then: the earliest next_attempt_at left among the claimed types' PENDING tasks (leases
+    # included), where a type held back by its rate counts at its next token instead; None
+    # when there is nothing left.
     next_due: datetime | None
     # Index entries whose record was missing or damaged: set aside, never leased.
     damaged: list[str]
+    # Types that still had due tasks when their bucket ran dry (claim's rates), each with the
+    # instant its next token is due.
+    held_by_rate: Mapping[int, datetime] = field(default_factory=dict)
+    # Types that still had due tasks when this claim had leased as many as their type_limits.
+    held_by_limit: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,14 @@ from store.postgres._plans import Plans
 from store.postgres._schema import Schema
 from store.protocol import DEFAULT_MAX_DATA_BYTES
 
-__all__ = ["PostgresStoreBase", "no_type_listing"]
+__all__ = ["PostgresStoreBase", "no_flow_control", "no_type_listing"]
+
+
+def no_flow_control(field: str) -> ValidationError:
+    """The refusal of a claim's per-type limits or rates, until this store keeps buckets."""
+    return ValidationError(
+        field, "per-type limits and rates are not offered by the PostgreSQL store yet"
+    )
 
 
 def no_type_listing() -> ValidationError:

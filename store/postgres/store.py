@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from store.errors import StoreUnavailable
 from store.lifecycle import Pruned, TaskDetails, TypeCursor
-from store.postgres._base import PostgresStoreBase, no_type_listing
+from store.postgres._base import PostgresStoreBase, no_flow_control, no_type_listing
 from store.postgres._connection import SAVEPOINT, check_callers_connection
 from store.postgres._errors import translated
 from store.postgres._plans import Plan
@@ -29,7 +29,7 @@ from store.postgres._statements import Query, Row
 from store.presence import Presence, TypeCounts
 from store.protocol import Wakeups
 from store.record import Ordering, Record, State
-from store.worker_types import Change, Claim, ServerFacts, Stats
+from store.worker_types import Change, Claim, Rate, ServerFacts, Stats
 
 __all__ = ["PostgresStore"]
 
@@ -135,9 +135,18 @@ class PostgresStore(PostgresStoreBase[AsyncConnectionPool[Any]]):
         return await self._run(self._plans.prune(confirmed_seconds, failed_seconds, limit))
 
     async def claim(
-        self, max_attempts: Mapping[int, int], *, limit: int, lease_seconds: float
+        self,
+        max_attempts: Mapping[int, int],
+        *,
+        limit: int,
+        lease_seconds: float,
+        type_limits: Mapping[int, int] | None = None,
+        rates: Mapping[int, Rate] | None = None,
     ) -> Claim:
-        """Lease up to limit due PENDING tasks of the given types (type -> max_attempts)."""
+        """Lease up to limit due PENDING tasks of the given types (type -> max_attempts).
+        Per-type limits and rates are not offered by this store yet: a ValidationError."""
+        if type_limits or rates:
+            raise no_flow_control("type_limits" if type_limits else "rates")
         return await self._run(self._plans.claim(max_attempts, limit, lease_seconds))
 
     async def settle(self, changes: Sequence[Change]) -> list[bool]:

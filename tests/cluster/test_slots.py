@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import pytest
 from redis.crc import key_slot
 
-from store import Change, Ordering, Record, State, TypeCursor
+from store import Change, Ordering, Rate, Record, State, TypeCursor
 from store._commands import Call, Commands
 from store._keys import Keys
 from store._scripts import SCRIPT_NAMES, ScriptName, source
@@ -34,7 +34,7 @@ CALLS: dict[ScriptName, Callable[[Commands], Call]] = {
     "get_ready": lambda c: c.get_ready(State.PENDING, T0, None, 10, Ordering.ASC),
     "list_type": lambda c: c.list_type(State.FAILED, 7, TypeCursor(T0, "t"), 10, Ordering.DESC),
     "count": lambda c: c.count(State.PENDING),
-    "claim": lambda c: c.claim({7: 3}, 10, 30.0),
+    "claim": lambda c: c.claim({7: 3, 8: 3}, 10, 30.0, {7: 2}, {8: Rate(5.0, 5)}),
     "settle": lambda c: c.settle([Change(stored(), State.CONFIRMED, 0)]),
     "extend": lambda c: c.extend([stored()], 30.0),
     "stats": lambda c: c.stats(),
@@ -96,6 +96,7 @@ def test_the_damaged_set_and_the_index_keys_are_among_the_built_keys() -> None:
     assert keys.damaged in built
     assert keys.index(State.PENDING, 7) in built
     assert keys.index(State.FAILED, 4294967295) in built
+    assert keys.rates in claim.keys  # the rate buckets: given, so in the slot check above
 
 
 def test_namespaces_spread_over_slots() -> None:

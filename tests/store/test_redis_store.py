@@ -20,6 +20,7 @@ from store import (
     NotFoundError,
     NotReplicatedError,
     Ordering,
+    Rate,
     Reason,
     Record,
     RedisStore,
@@ -318,3 +319,59 @@ async def test_a_batch_cut_short_is_refused_before_any_write(
             await script_of_call(keys=call.keys, args=[*call.args[:-1], batch[:cut]])
     assert await redis_store.client.hgetall(redis_store.keys.tasks) == before
     assert not await redis_store.client.exists(redis_store.keys.errors)
+
+
+# --- claim's per-type limits and rates -----------------------------------------------------------
+
+# One good group of claim.lua's ARGV per type: type, max_attempts, cap, per_second, burst.
+GOOD_GROUP = ["7", "3", "2", "20.0", "5"]
+
+
+@pytest.mark.parametrize(
+    "group",
+    [
+        ["7", "3", "-1", "0", "0"],  # a negative cap
+        ["7", "3", "2", "1e3", "5"],  # not a plain decimal
+        ["7", "3", "2", " 20", "5"],
+        ["7", "3", "2", "-20", "5"],
+        ["7", "3", "2", "0x10", "5"],
+        ["7", "3", "2", "0.00001", "5"],  # below MIN_RATE
+        ["7", "3", "2", "100000.5", "5"],  # above MAX_RATE
+        ["7", "3", "2", "20.0", "0"],  # a rate without a burst
+        ["7", "3", "2", "0", "5"],  # a burst without a rate
+        ["7", "3", "2", "20.0", "100001"],
+        ["7", "3", "2", "20.0"],  # a group cut short
+        [*GOOD_GROUP, *GOOD_GROUP],  # a type twice
+    ],
+)
+async def test_claim_script_refuses_bad_limits_and_rates_before_any_write(
+    redis_store: RedisStore, group: list[str]
+) -> None:
+    """claim.lua checks every group of its ARGV before it writes: a malformed one (sent past
+    the Python checks) is refused INVALID, and no task is leased, no bucket touched."""
+    await redis_store.put_all(rec("a"), rec("b", type=8))
+    call = redis_store._commands.claim({8: 3}, 10, LONG_LEASE, rates={8: Rate(1.0, 1)})
+    before = await redis_store.client.hgetall(redis_store.keys.tasks)
+    script = redis_store._scripts["claim"]
+    # The well-formed group for type 8 first: it would lease "b" and take a token.
+    args = [*call.args, *group]
+    with pytest.raises(redis.exceptions.ResponseError, match=r"^INVALID"):
+        await script(keys=call.keys, args=args)
+    assert await redis_store.client.hgetall(redis_store.keys.tasks) == before
+    assert not await redis_store.client.exists(redis_store.keys.rates)
+
+
+async def test_a_claim_without_rates_leaves_the_buckets_alone(redis_store: RedisStore) -> None:
+    await redis_store.put_all(rec("a"), rec("b"))
+    await redis_store.claim({7: 3}, limit=1, lease_seconds=LONG_LEASE, type_limits={7: 1})
+    assert not await redis_store.client.exists(redis_store.keys.rates)
+    claim = await redis_store.claim(
+        {7: 3}, limit=1, lease_seconds=LONG_LEASE, rates={7: Rate(1.0, 5)}
+    )
+    # One token taken from a full bucket: it is full again one interval (1 s) after now.
+    stored = await redis_store.client.hget(redis_store.keys.rates, "7")
+    assert stored is not None
+    assert (
+        float(stored)
+        == (claim.now - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1) + 1_000_000
+    )

@@ -8,13 +8,25 @@ them; leases that must hold are long (LONG_LEASE), so a slow machine cannot flip
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from store import Change, MemoryStore, Record, RedisStore, State, ValidationError, WorkerStore
+from store import (
+    Change,
+    Claim,
+    MemoryStore,
+    Rate,
+    Record,
+    RedisStore,
+    State,
+    ValidationError,
+    WorkerStore,
+)
 from tests.pg import postgres_store
 
 SHORT_LEASE = 0.05
@@ -163,6 +175,197 @@ async def test_claim_refuses_bad_arguments(
         await worker_store.claim(**(arguments | kwargs))
     assert caught.value.field == field
     assert (await worker_store.get_by_task_id("a")).version == 1
+
+
+# --- per-type limits and rates -----------------------------------------------------------------
+
+# One token every 100 s: no second token can come during a test, however slow the machine.
+SLOW = 0.01
+
+
+@pytest.fixture
+def flow_store(worker_store: WorkerStore) -> WorkerStore:
+    """worker_store, for the stores that offer per-type limits and rates."""
+    if type(worker_store).__name__ == "PostgresStore":
+        pytest.skip("the PostgreSQL store refuses per-type limits and rates until it keeps buckets")
+    return worker_store
+
+
+def types_of(claim: Claim) -> list[int]:
+    return sorted(c.record.type for c in claim.tasks)
+
+
+async def test_type_limits_cap_a_type_and_leave_the_limit_to_the_others(
+    flow_store: WorkerStore,
+) -> None:
+    await flow_store.put_all(
+        *(rec(f"a{i}", next_attempt_at=T0 - timedelta(minutes=10 - i)) for i in range(5)),
+        *(rec(f"b{i}", type=8, next_attempt_at=T0) for i in range(5)),
+    )
+    claim = await flow_store.claim(
+        {7: 3, 8: 3}, limit=6, lease_seconds=LONG_LEASE, type_limits={7: 2}
+    )
+    # The two oldest of type 7 (the cap), then type 8 fills the claim's limit.
+    assert [c.record.task_id for c in claim.tasks][:2] == ["a0", "a1"]
+    assert types_of(claim) == [7, 7, 8, 8, 8, 8]
+    assert claim.held_by_limit == {7}
+    assert claim.held_by_rate == {}
+    assert claim.next_due is not None
+    assert claim.next_due <= claim.now
+    rest = await flow_store.claim({8: 3}, limit=6, lease_seconds=LONG_LEASE, type_limits={8: 1})
+    assert types_of(rest) == [8]
+    assert rest.held_by_limit == frozenset()  # type 8 had nothing left behind
+
+
+async def test_a_rate_leases_the_burst_then_holds_the_type_until_its_next_token(
+    flow_store: WorkerStore,
+) -> None:
+    await flow_store.put_all(*(rec(f"t{i}") for i in range(10)), rec("later", next_attempt_at=FAR))
+    rates = {7: Rate(per_second=SLOW, burst=3)}
+    first = await flow_store.claim({7: 3}, limit=10, lease_seconds=LONG_LEASE, rates=rates)
+    assert len(first.tasks) == 3
+    # Three tokens taken from a full bucket of three: the next is one interval (100 s) away.
+    token = first.now + timedelta(seconds=1 / SLOW)
+    assert first.held_by_rate == {7: token}
+    assert first.next_due == token  # not now: an idle worker sleeps until then
+    assert first.held_by_limit == frozenset()
+    again = await flow_store.claim({7: 3}, limit=10, lease_seconds=LONG_LEASE, rates=rates)
+    assert again.tasks == []
+    assert again.held_by_rate == {7: token}
+    # The same type without a rate is not held back: the bucket binds only the claims given it.
+    free = await flow_store.claim({7: 3}, limit=10, lease_seconds=LONG_LEASE)
+    assert len(free.tasks) == 7
+
+
+async def test_a_type_held_by_its_rate_does_not_hold_back_another_type(
+    flow_store: WorkerStore,
+) -> None:
+    # Type 7's tasks are the oldest due: without a rate they would fill the whole claim.
+    await flow_store.put_all(
+        *(rec(f"a{i}", next_attempt_at=T0 - timedelta(hours=1)) for i in range(10)),
+        *(rec(f"b{i}", type=8, next_attempt_at=T0) for i in range(10)),
+    )
+    rates = {7: Rate(per_second=SLOW, burst=1)}
+    claim = await flow_store.claim({7: 3, 8: 3}, limit=5, lease_seconds=LONG_LEASE, rates=rates)
+    assert types_of(claim) == [7, 8, 8, 8, 8]
+    assert set(claim.held_by_rate) == {7}
+    rest = await flow_store.claim({7: 3, 8: 3}, limit=20, lease_seconds=LONG_LEASE, rates=rates)
+    assert types_of(rest) == [8] * 6
+    assert set(rest.held_by_rate) == {7}
+
+
+async def test_a_type_with_tokens_left_and_nothing_due_is_not_held_back(
+    flow_store: WorkerStore,
+) -> None:
+    await flow_store.put_all(rec("a"), rec("later", next_attempt_at=FAR))
+    rates = {7: Rate(per_second=SLOW, burst=1)}
+    claim = await flow_store.claim({7: 3}, limit=10, lease_seconds=LONG_LEASE, rates=rates)
+    assert [c.record.task_id for c in claim.tasks] == ["a"]
+    # The bucket is empty, but nothing of the type is due: nothing is held back.
+    assert claim.held_by_rate == {}
+    assert claim.next_due == claim.now + timedelta(seconds=LONG_LEASE)
+
+
+async def test_an_abandoned_task_failed_by_a_claim_takes_no_token(
+    flow_store: WorkerStore,
+) -> None:
+    await flow_store.put_all(rec("dead"))
+    await flow_store.claim({7: 1}, limit=1, lease_seconds=SHORT_LEASE)  # then abandoned
+    await asyncio.sleep(PAST_SHORT_LEASE)
+    await flow_store.put_all(rec("next"))  # due after "dead"'s lease ran out
+    rates = {7: Rate(per_second=SLOW, burst=1)}
+    claim = await flow_store.claim({7: 1}, limit=1, lease_seconds=LONG_LEASE, rates=rates)
+    assert claim.tasks == []  # "dead" failed at its max_attempts: no run, so no token
+    assert (await flow_store.get_by_task_id("dead")).state is State.FAILED
+    again = await flow_store.claim({7: 1}, limit=1, lease_seconds=LONG_LEASE, rates=rates)
+    assert [c.record.task_id for c in again.tasks] == ["next"]
+
+
+async def test_a_bucket_emptied_at_a_slower_rate_refills_at_the_rate_of_the_claim(
+    flow_store: WorkerStore,
+) -> None:
+    """Workers with other settings (or one restarted with new ones) share the bucket: a claim
+    reads it as no emptier than empty at its own rate, not as 100 s of debt at the old one."""
+    await flow_store.put_all(*(rec(f"t{i}") for i in range(3)))
+    slow = await flow_store.claim(
+        {7: 3}, limit=5, lease_seconds=LONG_LEASE, rates={7: Rate(SLOW, 1)}
+    )
+    assert len(slow.tasks) == 1
+    fast = {7: Rate(per_second=50.0, burst=1)}
+    empty = await flow_store.claim({7: 3}, limit=5, lease_seconds=LONG_LEASE, rates=fast)
+    assert empty.tasks == []
+    assert empty.held_by_rate == {7: empty.now + timedelta(milliseconds=20)}
+    await asyncio.sleep(0.05)
+    refilled = await flow_store.claim({7: 3}, limit=5, lease_seconds=LONG_LEASE, rates=fast)
+    assert len(refilled.tasks) == 1
+
+
+async def test_concurrent_claimers_share_one_bucket_per_type(flow_store: WorkerStore) -> None:
+    """Four claimers at once for over a second: in every span between two claims, no more
+    tasks were leased than the bucket held at the first plus what it refilled meanwhile, by
+    the store's own clock (so a slow machine only makes the counts smaller)."""
+    rate = Rate(per_second=20.0, burst=5)
+    await flow_store.put_all(*(rec(f"t{i}") for i in range(200)))
+    claims: list[Claim] = []
+    end = time.monotonic() + 1.0
+
+    async def claimer() -> None:
+        while time.monotonic() < end:
+            claim = await flow_store.claim(
+                {7: 3}, limit=10, lease_seconds=LONG_LEASE, rates={7: rate}
+            )
+            claims.append(claim)
+            await asyncio.sleep(0.005)
+
+    await asyncio.gather(*(claimer() for _ in range(4)))
+    claims.sort(key=lambda c: c.now)
+    counts = [len(c.tasks) for c in claims]
+    for i, first in enumerate(claims):
+        for j in range(i, len(claims)):
+            span = (claims[j].now - first.now).total_seconds()
+            assert sum(counts[i : j + 1]) <= math.floor(rate.burst + rate.per_second * span)
+    total_span = (claims[-1].now - claims[0].now).total_seconds()
+    assert total_span >= 0.9
+    assert sum(counts) >= rate.burst + 10  # the bucket refilled: a rate, not a one-off quota
+    assert any(c.held_by_rate for c in claims)
+
+
+@pytest.mark.parametrize(
+    ("field", "kwargs"),
+    [
+        ("type_limits", {"type_limits": {8: 1}}),  # not a claimed type
+        ("type_limits", {"type_limits": [1]}),
+        ("type_limits[7]", {"type_limits": {7: 0}}),
+        ("type_limits[7]", {"type_limits": {7: True}}),
+        ("type_limits[7]", {"type_limits": {7: 2**32}}),
+        ("rates", {"rates": {8: Rate(1.0, 1)}}),
+        ("rates[7]", {"rates": {7: 5.0}}),
+        ("rates[7]", {"rates": {7: Rate(0.0, 1)}}),
+        ("rates[7]", {"rates": {7: Rate(-1.0, 1)}}),
+        ("rates[7]", {"rates": {7: Rate(math.nan, 1)}}),
+        ("rates[7]", {"rates": {7: Rate(math.inf, 1)}}),
+        ("rates[7]", {"rates": {7: Rate(100_001.0, 1)}}),
+        ("rates[7]", {"rates": {7: Rate(0.00001, 1)}}),
+        ("rates[7]", {"rates": {7: Rate(True, 1)}}),
+        ("rates[7]", {"rates": {7: Rate(1.0, 0)}}),
+        ("rates[7]", {"rates": {7: Rate(1.0, 100_001)}}),
+        ("rates[7]", {"rates": {7: Rate(1.0, 1.5)}}),  # type: ignore[arg-type]
+    ],
+)
+async def test_claim_refuses_bad_limits_and_rates_and_writes_nothing(
+    flow_store: WorkerStore, field: str, kwargs: dict[str, Any]
+) -> None:
+    await flow_store.put_all(rec("a"), rec("b"))
+    arguments: dict[str, Any] = {"max_attempts": {7: 3}, "limit": 1, "lease_seconds": 1.0}
+    with pytest.raises(ValidationError) as caught:
+        await flow_store.claim(**(arguments | kwargs))
+    assert caught.value.field == field
+    assert (await flow_store.get_by_task_id("a")).version == 1
+    # Nothing was taken from the bucket either: it still holds its whole burst.
+    claim = await flow_store.claim(
+        {7: 3}, limit=5, lease_seconds=LONG_LEASE, rates={7: Rate(SLOW, 2)}
+    )
+    assert len(claim.tasks) == 2
 
 
 # --- settle ------------------------------------------------------------------------------------
