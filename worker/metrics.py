@@ -6,6 +6,8 @@ never a task id. Children are created once at start so the hot path does no labe
 
 from __future__ import annotations
 
+import collections
+import functools
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
 from importlib.metadata import PackageNotFoundError, version
@@ -32,7 +34,9 @@ def unhandled_ready(stats: Stats, handled_types: Iterable[int]) -> dict[int, int
     return {t: n for t, n in sorted(stats.ready_by_type.items()) if t not in handled}
 
 
+@functools.cache
 def build_version() -> str:
+    """retryd's installed version; read once (importlib.metadata parses a file each call)."""
     try:
         return version("retryd")
     except PackageNotFoundError:
@@ -110,6 +114,8 @@ class WorkerMetrics:
         self._duration = {t: _Tally(duration.labels(type=str(t))) for t in types}
         self._start_delay = {t: _Tally(start_delay.labels(type=str(t))) for t in types}
         self._count_inflight: Callable[[], int] = lambda: 0
+        # Runs by outcome since start, for the heartbeat: read without collecting the registry.
+        self._runs_by_outcome: collections.Counter[str] = collections.Counter()
 
     def count_inflight(self, count: Callable[[], int]) -> None:
         """Read the number of running handlers when scraped, not on every start and end."""
@@ -131,7 +137,16 @@ class WorkerMetrics:
         """Count a settled batch's runs: one increment per (type, outcome), not per task."""
         for key, count in counts.items():
             self._runs[key].inc(count)
+            self._runs_by_outcome[key[1].value] += count
         self.flush()
+
+    def runs_by_outcome(self) -> dict[str, int]:
+        """Runs counted so far by outcome, all types together."""
+        return dict(self._runs_by_outcome)
+
+    def inflight_now(self) -> int:
+        """Handlers running now."""
+        return self._count_inflight()
 
     def flush(self) -> None:
         """Add the tallied handler times and start delays to their histograms."""
