@@ -152,3 +152,17 @@ def test_without_the_extra_nothing_of_opentelemetry_is_imported() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
+
+
+def test_with_the_api_but_no_provider_set_no_span_is_made() -> None:
+    """The API alone records nothing: the worker makes no spans until a provider is set."""
+    code = (
+        "import worker.tracing\n"
+        "assert worker.tracing.task_tracer() is None\n"
+        "from opentelemetry import trace\n"
+        "from opentelemetry.sdk.trace import TracerProvider\n"
+        "trace.set_tracer_provider(TracerProvider())\n"
+        "assert worker.tracing.task_tracer() is not None\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
