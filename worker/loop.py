@@ -36,6 +36,7 @@ from store import (
     WorkerStore,
 )
 from worker.config import Config, RetrySettings
+from worker.deadlines import Deadlines
 from worker.errors import ConfigError
 from worker.metrics import WorkerMetrics
 from worker.outage import Outage
@@ -73,7 +74,7 @@ class _Running:
     task: asyncio.Task[None] | None = None  # an async handler's run
     run: HandlerRun | None = None  # ...and the handler's own task inside it
     ignored_cancel: bool = False  # the async handler ignored its cancellation: abandoned
-    deadline: asyncio.TimerHandle | None = None
+    ended: bool = False  # its outcome is decided: its timeout no longer matters
     timed_out: bool = False
     lease_lost: bool = False  # logged once, not at every extension
     # A plain handler's run, as worker/threads.py hands it over and back: no Task, no Future.
@@ -144,6 +145,7 @@ class Worker:
         self._dead_loops: set[str] = set()
         self._claimed_once = False  # access refused before any claim is a configuration fault
         self._threads: HandlerThreads | None = None  # made in run(), on its event loop
+        self._deadlines: Deadlines[_Running] | None = None  # ...and so are these
         self._none_running = asyncio.Event()  # set whenever the last running handler ends
         self._last_tick = time.monotonic()
 
@@ -183,6 +185,7 @@ class Worker:
         helpers.append(self._helper("lag", self._watch_lag))
         loop = asyncio.get_running_loop()
         self._threads = HandlerThreads(self._settings.concurrency, loop, self._threads_done)
+        self._deadlines = Deadlines(loop, self._time_out)
         if not burst:
             helpers.append(self._helper("wake", self._listen_for_wakeups))
             helpers.append(self._helper("prune", self._pruner.run))
@@ -196,6 +199,7 @@ class Worker:
             # right after it subscribed, and would then hold the exit forever.
             await asyncio.wait(helpers, timeout=_HELPERS_STOP_SECONDS)
             self._threads.shutdown()
+            self._deadlines.close()
 
     def _helper(self, name: str, body: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
         task = asyncio.create_task(self._keep_alive(name, body), name=f"retryd-{name}")
@@ -391,9 +395,9 @@ class Worker:
             running.started = time.perf_counter()
             assert self._threads is not None, "run() made the threads"
             self._threads.submit(running)
-        # A timer, not asyncio.timeout(): one call_later per task is a third of the cost.
-        loop = asyncio.get_running_loop()
-        running.deadline = loop.call_later(running.retry.timeout, self._time_out, running)
+        # Not asyncio.timeout(), nor a call_later per run: one timer serves every run.
+        assert self._deadlines is not None, "run() made the deadlines"
+        self._deadlines.add(running, running.retry.timeout)
 
     def _handler_run(self, running: _Running, work: Awaitable[None]) -> HandlerRun:
         """The handler's own task, made inside its span: the task copies the active context."""
@@ -464,8 +468,7 @@ class Worker:
     ) -> None:
         """A run ended (returned, raised, timed out, or released): queue its outcome."""
         record = running.claimed.record
-        if running.deadline is not None:
-            running.deadline.cancel()
+        running.ended = True
         self.metrics.task_finished(record.type, seconds)
         recent = self._recent_run_seconds
         self._recent_run_seconds = seconds if recent is None else recent + (seconds - recent) / 8
