@@ -1,7 +1,7 @@
 """`python -m bench.postgres_store`: PostgresStore alone: put_all rates, and claim cost against
 the number of rows not due and finished.
 
-Claim reads, per type, the PENDING rows due now through the partial index tasks_pending_due; it
+Claim reads, per type, the PENDING rows due now through the index tasks_type_due; it
 should cost the same with 10k or 1M rows that are not due (or CONFIRMED) beside the 1,000 that
 are. Each measured claim leases 100 tasks; a settle (not timed) makes them due again, so every
 claim sees the same due set. Runs in a scratch database of its own on

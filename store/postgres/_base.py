@@ -14,22 +14,13 @@ from store.postgres._plans import Plans
 from store.postgres._schema import Schema
 from store.protocol import DEFAULT_MAX_DATA_BYTES
 
-__all__ = ["PostgresStoreBase", "no_flow_control", "no_type_listing"]
+__all__ = ["PostgresStoreBase", "no_flow_control"]
 
 
 def no_flow_control(field: str) -> ValidationError:
     """The refusal of a claim's per-type limits or rates, until this store keeps buckets."""
     return ValidationError(
         field, "per-type limits and rates are not offered by the PostgreSQL store yet"
-    )
-
-
-def no_type_listing() -> ValidationError:
-    """The refusal of list_by_type: the PostgreSQL schema has no per-(state, type) time index
-    yet, and a page must stay bounded work; listing by state (list_tasks) is offered."""
-    return ValidationError(
-        "task_type",
-        "listing by type is not offered by the PostgreSQL store yet; list by state instead",
     )
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
 
-from store.lifecycle import Pruned, TaskDetails
+from store.lifecycle import Pruned, TaskDetails, TypeCursor
 from store.postgres._schema import Schema
 from store.postgres._statements import ByIds, Query, Row, Statements
 from store.presence import Presence, TypeCounts
@@ -73,6 +73,17 @@ class Plans:
         self, state: State, as_of: datetime, cursor: int | None, limit: int, direction: Ordering
     ) -> Plan[list[TaskDetails]]:
         query = self.statements.get_ready(state, as_of, cursor, limit, direction)
+        return Plan(query, self.statements.details_done)
+
+    def list_by_type(
+        self,
+        state: State,
+        task_type: int,
+        after: TypeCursor | None,
+        limit: int,
+        direction: Ordering,
+    ) -> Plan[list[TaskDetails]]:
+        query = self.statements.list_by_type(state, task_type, after, limit, direction)
         return Plan(query, self.statements.details_done)
 
     def inspect(self, task_id: str) -> Plan[TaskDetails]:

@@ -30,6 +30,8 @@ QueryName = Literal[
     "get",
     "get_ready_asc",
     "get_ready_desc",
+    "list_type_asc",
+    "list_type_desc",
     "count",
     "claim",
     "settle",

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from store.errors import ExistsError, NotFoundError, StaleVersionError, ValidationError
-from store.lifecycle import Failure, Pruned, TaskDetails
+from store.lifecycle import Failure, Pruned, TaskDetails, TypeCursor
 from store.postgres._schema import QueryName, Schema
 from store.presence import Beat, Presence, TypeCounts
 from store.protocol import (
@@ -23,6 +23,7 @@ from store.protocol import (
     check_beats,
     check_query,
     check_task_ids,
+    check_type_query,
     check_uint32,
     check_update,
     seconds_to_micros,
@@ -35,6 +36,7 @@ from store.record import (
     State,
     check_state,
     check_task_id,
+    from_micros,
     to_utc,
 )
 from store.worker_types import Change, Claim, Claimed, ServerFacts, Stats
@@ -221,6 +223,27 @@ class Statements:
         if row is None:
             raise NotFoundError(f"task {task_id!r} not found")
         return to_details(row)
+
+    def list_by_type(
+        self,
+        state: State,
+        task_type: int,
+        after: TypeCursor | None,
+        limit: int,
+        direction: Ordering,
+    ) -> Query:
+        known, checked_type, cursor = check_type_query(state, task_type, after, limit, direction)
+        name: QueryName = "list_type_desc" if direction is Ordering.DESC else "list_type_asc"
+        # The cursor's instant as the exact microsecond the checks read (a UTC datetime).
+        at = None if cursor is None else from_micros(cursor[0])
+        return self._query(
+            name,
+            state=int(known),
+            type=checked_type,
+            cursor_at=at,
+            cursor_id=None if cursor is None else cursor[1].encode("utf-8"),
+            limit=limit,
+        )
 
     def by_ids(self, name: ByIds, task_ids: Sequence[str]) -> tuple[Query, list[str]]:
         """delete, cancel or retry of task ids (checked, repeats dropped), and those ids."""

@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from store.errors import StoreUnavailable
 from store.lifecycle import Pruned, TaskDetails, TypeCursor
-from store.postgres._base import PostgresStoreBase, no_flow_control, no_type_listing
+from store.postgres._base import PostgresStoreBase, no_flow_control
 from store.postgres._connection import SAVEPOINT, check_callers_connection
 from store.postgres._errors import translated
 from store.postgres._plans import Plan
@@ -105,8 +105,8 @@ class PostgresStore(PostgresStoreBase[AsyncConnectionPool[Any]]):
         limit: int = 100,
         direction: Ordering = Ordering.ASC,
     ) -> list[TaskDetails]:
-        """Not offered by this store yet: a ValidationError that says so (list by state)."""
-        raise no_type_listing()
+        """A page of one state and type by next_attempt_at, then task id (Lifecycle)."""
+        return await self._run(self._plans.list_by_type(state, task_type, after, limit, direction))
 
     async def inspect(self, task_id: str) -> TaskDetails:
         """The task's record and its last failure; NotFoundError if there is no such task."""

@@ -16,7 +16,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from store.lifecycle import Pruned, TaskDetails, TypeCursor
-from store.postgres._base import PostgresStoreBase, no_type_listing
+from store.postgres._base import PostgresStoreBase
 from store.postgres._connection import SAVEPOINT, check_callers_connection
 from store.postgres._errors import translated
 from store.postgres._migrate import MigrationReport, migrate
@@ -95,8 +95,8 @@ class SyncPostgresStore(PostgresStoreBase[ConnectionPool[Any]]):
         limit: int = 100,
         direction: Ordering = Ordering.ASC,
     ) -> list[TaskDetails]:
-        """Not offered by this store yet: a ValidationError that says so (list by state)."""
-        raise no_type_listing()
+        """A page of one state and type by next_attempt_at, then task id (Lifecycle)."""
+        return self._run(self._plans.list_by_type(state, task_type, after, limit, direction))
 
     def inspect(self, task_id: str) -> TaskDetails:
         return self._run(self._plans.inspect(task_id))

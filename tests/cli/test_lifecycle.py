@@ -4,11 +4,17 @@ operator runs them: real subprocesses on the test's namespace."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
+
+import pytest
 
 from store import Change, Reason, Record, State, SyncRedisStore
+from store.postgres import SyncPostgresStore
 from store.record import to_micros
 from tests.cli.conftest import Retryd, assert_one_error_line
+from tests.pg import migrated_namespace
 
 
 def failed(sync_store: SyncRedisStore, task_id: str, task_type: int = 1) -> None:
@@ -108,20 +114,40 @@ def test_retry_takes_several_ids_all_or_none_and_refuses_mixed_arguments(
         assert_one_error_line(wrong)
 
 
-def test_ls_of_one_type_pages_by_next_attempt(retryd: Retryd, sync_store: SyncRedisStore) -> None:
+@pytest.fixture(params=["redis", "postgres"])
+def type_store(
+    request: pytest.FixtureRequest, sync_store: SyncRedisStore, namespace: str
+) -> Iterator[tuple[Any, dict[str, str]]]:
+    """The test's namespace on Redis, or migrated on the session's PostgreSQL database; with
+    the environment that points `retryd` at it."""
+    if request.param == "redis":
+        yield sync_store, {}
+        return
+    url = request.getfixturevalue("postgres_url")
+    with (
+        migrated_namespace(url, namespace),
+        SyncPostgresStore.from_url(url, namespace=namespace) as store,
+    ):
+        yield store, {"RETRYD_REDIS_URL": url}
+
+
+def test_ls_of_one_type_pages_by_next_attempt(
+    retryd: Retryd, type_store: tuple[Any, dict[str, str]]
+) -> None:
+    sync_store, env = type_store
     at = [datetime(2031, 1, 1, 0, 0, n, tzinfo=UTC) for n in range(5)]
     sync_store.put_all(*(Record(f"t{n}", 3, b"", next_attempt_at=at[4 - n]) for n in range(5)))
     sync_store.put_all(Record("other", 4, b"", next_attempt_at=at[0]))
     seen, cursor = [], None
     while True:
         argv = ["ls", "--type", "3", "--limit", "2", "--json"]
-        page = json.loads(retryd(*argv, *(["--cursor", cursor] if cursor else [])).out)
+        page = json.loads(retryd(*argv, *(["--cursor", cursor] if cursor else []), env=env).out)
         seen += [task["task_id"] for task in page["tasks"]]
         cursor = page["next_cursor"]
         if cursor is None:
             break
     assert seen == ["t4", "t3", "t2", "t1", "t0"]
-    text = retryd("ls", "--type", "3", "--limit", "2").out
+    text = retryd("ls", "--type", "3", "--limit", "2", env=env).out
     assert text.splitlines()[-1] == f"more: --type 3 --cursor {to_micros('at', at[1])}:t3"
     for argv, message in [
         (["--type", "0"], "--type must be in 1..4294967295, got 0"),
@@ -129,6 +155,6 @@ def test_ls_of_one_type_pages_by_next_attempt(retryd: Retryd, sync_store: SyncRe
         (["--type", "3", "--ready"], "--ready cannot be combined with --type"),
         (["--cursor", "abc"], "--cursor must be a task's numeric id"),
     ]:
-        refused = retryd("ls", *argv)
+        refused = retryd("ls", *argv, env=env)
         assert (refused.code, refused.out) == (2, "")
         assert_one_error_line(refused, message)

@@ -2,7 +2,7 @@
 
 Held against every backend of tests/conftest.py through the public API: MemoryStore (the
 reference), RedisStore and SyncRedisStore on the real Redis (and on a cluster through
-tests/cluster/test_list_by_type.py). The PostgreSQL stores refuse it, saying so.
+tests/cluster/test_list_by_type.py), PostgresStore and SyncPostgresStore on the real PostgreSQL.
 """
 
 from __future__ import annotations
@@ -31,12 +31,7 @@ T0 = datetime(2030, 1, 1, tzinfo=UTC)
 SECOND = timedelta(seconds=1)
 
 
-@pytest.fixture
-def postgres(request: pytest.FixtureRequest) -> bool:
-    return str(request.node.callspec.params.get("lifecycle_store", "")).startswith("postgres")
-
-
-@pytest.fixture(params=["memory", "redis", "redis-sync"])
+@pytest.fixture(params=["memory", "redis", "redis-sync", "postgres", "postgres-sync"])
 async def listing_store(
     request: pytest.FixtureRequest, redis_url: str, namespace: str
 ) -> AsyncIterator[Any]:
@@ -68,7 +63,7 @@ async def walk(
 
 
 async def test_one_state_and_type_in_next_attempt_then_id_order(
-    lifecycle_store: LifecycleStore, postgres: bool
+    lifecycle_store: LifecycleStore,
 ) -> None:
     store: Any = lifecycle_store
     await store.put_all(
@@ -80,10 +75,6 @@ async def test_one_state_and_type_in_next_attempt_then_id_order(
         rec("cancelled", T0),
     )
     await store.cancel("cancelled")
-    if postgres:
-        with pytest.raises(ValidationError, match="not offered by the PostgreSQL store"):
-            await store.list_by_type(State.PENDING, 7)
-        return
     assert ids(await store.list_by_type(State.PENDING, 7)) == ["early", "a", "b", "late"]
     newest = await store.list_by_type(State.PENDING, 7, direction=Ordering.DESC)
     assert ids(newest) == ["late", "b", "a", "early"]

@@ -12,7 +12,7 @@
 --         by a worker that died: that counts as a failed attempt, and at max_attempts the task
 --         becomes FAILED (due now) instead of crashing workers forever; either way the lost
 --         lease is recorded as the task's last failure ('LeaseExpired').
--- Cost    per type, an index range scan of tasks_pending_due bounded by limit:
+-- Cost    per type, an index range scan of tasks_type_due (its PENDING part) bounded by limit:
 --         O(types * (log N + limit)), whatever the number of rows not due or finished.
 WITH clock AS MATERIALIZED (
     SELECT statement_timestamp() AS now
