@@ -50,6 +50,8 @@ METRICS = frozenset(
         "retryd_task_duration_seconds",
         "retryd_task_start_delay_seconds",
         "retryd_inflight",
+        "retryd_type_inflight",
+        "retryd_type_held_back_total",
         "retryd_tasks_pruned_total",
         "retryd_redis_errors_total",
         "retryd_worker_errors_total",

@@ -7,6 +7,7 @@ or value is a ConfigError naming it; the CLI turns that into exit status 2.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 import types
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self, get_type_hints
 
-from store import MAX_TYPE
+from store import MAX_BURST, MAX_RATE, MAX_TYPE, MIN_RATE, Rate
 from worker.errors import ConfigError
 
 __all__ = ["Config", "RetentionSettings", "TypeSettings", "check_delays", "load_config"]
@@ -29,6 +30,9 @@ MAX_PROCESSES = 256
 MAX_LEASE_SECONDS = 86400.0
 MAX_DELAY_SECONDS = 7 * 24 * 3600.0
 MAX_ATTEMPTS = 1_000_000
+# The most runs of one type a process may hold in flight ([types.N] concurrency); [worker]
+# concurrency bounds all types together anyway, so more than this is a typo.
+MAX_TYPE_CONCURRENCY = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +66,33 @@ class RetrySettings:
 
 @dataclass(frozen=True, slots=True)
 class TypeSettings:
-    """Per-type overrides of [retry]; None keeps the default."""
+    """Per-type overrides of [retry] (None keeps the default), and the type's flow control
+    (None: no limit)."""
 
     max_attempts: int | None = None
     initial_delay: float | None = None
     max_delay: float | None = None
     timeout: float | None = None
+    # The most runs of the type in flight in each worker process (tasks claimed ahead of a
+    # free slot included).
+    concurrency: int | None = None
+    # The most starts of the type per second across all workers of the namespace (a token
+    # bucket in the store), and how many may start at once after a quiet spell (the bucket's
+    # size; default: one second's worth, at least 1).
+    rate: float | None = None
+    burst: int | None = None
+
+    @property
+    def start_rate(self) -> Rate | None:
+        """rate and burst as the store takes them; None without a rate."""
+        if self.rate is None:
+            return None
+        burst = self.burst if self.burst is not None else max(1, math.ceil(self.rate))
+        return Rate(per_second=self.rate, burst=burst)
+
+
+# The [types.N] keys that override [retry]'s; the others are flow control.
+_RETRY_KEYS = frozenset(f.name for f in dataclasses.fields(RetrySettings))
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +218,7 @@ class Config:
         for task_type, overrides in self.types.items():
             _check_retry(f"types.{task_type}", dataclasses.asdict(overrides))
             check_delays(f"types.{task_type}", self.retry_for(task_type))
+            _check_flow(f"types.{task_type}", overrides)
         if not 0 <= self.metrics.port <= 65535:
             raise ConfigError(f"metrics.port: must be in 0..65535, got {self.metrics.port}")
         if self.log.level not in _LOG_LEVELS:
@@ -209,8 +235,17 @@ class Config:
         defaults, then what its handler declared (the decorator's arguments; None keeps the
         default), then [types.N]: operators get the last word, without a code change."""
         settings = dataclasses.replace(self.retry, **_given(declared or {}))
-        overrides = self.types.get(task_type, TypeSettings())
-        return dataclasses.replace(settings, **_given(dataclasses.asdict(overrides)))
+        overrides = dataclasses.asdict(self.types.get(task_type, TypeSettings()))
+        retry = {key: value for key, value in overrides.items() if key in _RETRY_KEYS}
+        return dataclasses.replace(settings, **_given(retry))
+
+    def concurrency_for(self, task_type: int) -> int | None:
+        """[types.N] concurrency: the most runs of the type in flight per process, or None."""
+        return self.types.get(task_type, TypeSettings()).concurrency
+
+    def rate_for(self, task_type: int) -> Rate | None:
+        """[types.N] rate and burst: the type's start rate across all workers, or None."""
+        return self.types.get(task_type, TypeSettings()).start_rate
 
 
 def load_config(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Config:
@@ -350,6 +385,24 @@ def _check_retry(prefix: str, values: Mapping[str, Any]) -> None:
             _at_most(f"{prefix}.{key}", values[key], MAX_DELAY_SECONDS)
     if values.get("timeout") is not None:
         _positive(f"{prefix}.timeout", values["timeout"])
+
+
+def _check_flow(prefix: str, overrides: TypeSettings) -> None:
+    if overrides.concurrency is not None and not 1 <= overrides.concurrency <= MAX_TYPE_CONCURRENCY:
+        raise ConfigError(
+            f"{prefix}.concurrency: must be in 1..{MAX_TYPE_CONCURRENCY} (runs of the type in "
+            f"flight per worker process), got {overrides.concurrency}"
+        )
+    if overrides.rate is not None and not MIN_RATE <= overrides.rate <= MAX_RATE:
+        raise ConfigError(
+            f"{prefix}.rate: must be in {MIN_RATE:g}..{MAX_RATE:g} (starts per second across "
+            f"all workers), got {overrides.rate:g}"
+        )
+    if overrides.burst is not None:
+        if overrides.rate is None:
+            raise ConfigError(f"{prefix}.burst: needs {prefix}.rate (the burst of a start rate)")
+        if not 1 <= overrides.burst <= MAX_BURST:
+            raise ConfigError(f"{prefix}.burst: must be in 1..{MAX_BURST}, got {overrides.burst}")
 
 
 def _check_retention(retention: RetentionSettings) -> None:

@@ -16,7 +16,7 @@ import contextlib
 import dataclasses
 import functools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +64,9 @@ _LAG_PROBE_SECONDS = 0.1
 _LAG_WARN_SECONDS = 1.0
 # A loop that failed on an unexpected error starts again after this pause.
 _LOOP_RETRY_SECONDS = 1.0
+# An idle claimer woken for a type's next start token sleeps at least this long: a high rate is
+# then claimed a few tokens at a time, not in one claim per token.
+_RATE_WAIT_SECONDS = 0.01
 
 
 @dataclass(slots=True)
@@ -117,8 +120,16 @@ class Worker:
         self._settings = config.worker
         self._retry = {spec.type: retry_settings(config, spec) for spec in registry.specs()}
         self._max_attempts = {t: r.max_attempts for t, r in self._retry.items()}
+        # Flow control of the handled types: [types.N] concurrency is this process's own; a
+        # rate is kept by the store for every worker of the namespace.
+        self._type_limits = {
+            t: most for t in self._retry if (most := config.concurrency_for(t)) is not None
+        }
+        self._rates = {t: rate for t in self._retry if (rate := config.rate_for(t)) is not None}
         self.metrics = metrics or WorkerMetrics(registry.types())
         self.metrics.count_inflight(lambda: len(self._running))
+        self.metrics.count_inflight_by_type(self._running_by_type)
+        self.metrics.flow_limits(self._type_limits, self._rates)
         self._outage = Outage(self.metrics)
         self._pruner = Pruner(store, config.retention, self.metrics)
         self._running: dict[str, _Running] = {}
@@ -141,6 +152,7 @@ class Worker:
         # ignored its cancellation): each holds its slot until it returns, and no task may be
         # claimed for it.
         self._stuck_slots = 0
+        self._stuck_by_type: collections.Counter[int] = collections.Counter()
         self.abandoned_runs = 0  # async handlers among them: still tasks on this event loop
         self._dead_loops: set[str] = set()
         self._claimed_once = False  # access refused before any claim is a configuration fault
@@ -244,9 +256,11 @@ class Worker:
         while not self._stopping.is_set():
             self._last_tick = time.monotonic()
             limit = self._claim_limit()
-            if limit <= 0 or self._writer_stalled is not None:
+            plan = self._claim_plan(limit) if self._writer_stalled is None else None
+            if plan is None:
                 # Cleared here, not only before claiming: a nudge left set would make every
                 # wait return at once without yielding, and the handlers could never finish.
+                # (A run that ends nudges: a type at its concurrency limit then has room.)
                 self._nudge.clear()
                 await self._pause(self._settings.poll_interval)
                 continue
@@ -254,26 +268,37 @@ class Worker:
             # Burst ends only on an empty claim that no outcome could have raced: an outcome
             # settled while the claim was in flight may have made a retry due after it ran.
             idle_before = not self._running and not self._unwritten and not self._ready
-            claim = await self._claim(limit)
+            claim = await self._claim(limit, *plan)
             if claim is None:
                 continue
             self._start_all(claim)
+            for task_type in claim.held_by_limit:
+                self.metrics.held_back(task_type, "concurrency")
+            for task_type in claim.held_by_rate:
+                self.metrics.held_back(task_type, "rate")
             if not claim.tasks and not self._running:
                 self._recent_run_seconds = None  # idle: the next tasks may be of another kind
             if len(claim.tasks) + len(claim.damaged) >= limit:
                 continue  # more may be due: claim again at once
-            if burst and not claim.tasks and not self._running and not self._ready:
+            held = claim.held_by_rate  # due tasks wait for their tokens: not done yet
+            if burst and not claim.tasks and not self._running and not self._ready and not held:
                 if idle_before and not self._unwritten:
                     return
                 await self._all_written()
                 continue
             await self._pause(self._idle_seconds(claim))
 
-    async def _claim(self, limit: int) -> Claim | None:
+    async def _claim(
+        self, limit: int, max_attempts: Mapping[int, int], type_limits: Mapping[int, int] | None
+    ) -> Claim | None:
         """One claim; None after a failure, once the pause it calls for is over."""
         try:
             claim = await self._store.claim(
-                self._max_attempts, limit=limit, lease_seconds=self._settings.lease
+                max_attempts,
+                limit=limit,
+                lease_seconds=self._settings.lease,
+                type_limits=type_limits,
+                rates=self._rates or None,
             )
         except StoreAccessDenied as error:
             if not self._claimed_once:
@@ -309,6 +334,34 @@ class Worker:
         if self._ready and room < max(prefetch // 2, 1):
             return 0  # enough waits here: a claim for a few tasks would cost a round trip each
         return room
+
+    def _claim_plan(self, limit: int) -> tuple[Mapping[int, int], Mapping[int, int] | None] | None:
+        """What the next claim asks for: the types (type -> max_attempts) and the room each
+        type with a concurrency limit has left in this process (its runs, tasks claimed ahead
+        and abandoned runs still going count); None when there is no room at all. A type at
+        its limit is left out, so the claim goes to the others at full speed."""
+        if limit <= 0:
+            return None
+        if not self._type_limits:
+            return self._max_attempts, None
+        held = self._held_by_type()
+        room = {t: most - held[t] for t, most in self._type_limits.items()}
+        caps = {t: left for t, left in room.items() if 0 < left < limit}
+        if all(left > 0 for left in room.values()):
+            return self._max_attempts, caps or None
+        types = {t: most for t, most in self._max_attempts.items() if room.get(t, 1) > 0}
+        return (types, caps or None) if types else None
+
+    def _held_by_type(self) -> collections.Counter[int]:
+        """The runs of each type this process holds: running, claimed ahead, or given up on
+        but still going (their thread or task has not returned)."""
+        held = collections.Counter(r.claimed.record.type for r in self._running.values())
+        held.update(claimed.record.type for claimed, _, _ in self._ready)
+        held.update(self._stuck_by_type)
+        return held
+
+    def _running_by_type(self) -> Mapping[int, int]:
+        return collections.Counter(r.claimed.record.type for r in self._running.values())
 
     def _start_all(self, claim: Claim) -> None:
         received = time.monotonic()
@@ -348,10 +401,13 @@ class Worker:
         )
 
     def _idle_seconds(self, claim: Claim) -> float:
-        """Until the next task is due (by the server's clock), at most poll_interval."""
+        """Until the next task is due or the next start token of a type held back by its rate
+        (by the server's clock), at most poll_interval."""
         if claim.next_due is None:
             return self._settings.poll_interval
         until_due = max((claim.next_due - claim.now).total_seconds(), 0.0)
+        if claim.held_by_rate and claim.next_due == min(claim.held_by_rate.values()):
+            until_due = max(until_due, _RATE_WAIT_SECONDS)
         return min(self._settings.poll_interval, until_due)
 
     async def _pause(self, seconds: float) -> None:
@@ -421,16 +477,18 @@ class Worker:
         """A stopped async handler runs on: its slot stays taken until it returns."""
         running.ignored_cancel = True
         self._stuck_slots += 1
+        self._stuck_by_type[running.spec.type] += 1
         self.abandoned_runs += 1
-        run.when_returned(self._abandoned_returned)
+        run.when_returned(functools.partial(self._abandoned_returned, running.spec.type))
         _task_log(running.claimed.record).warning(
             "handler ignored its cancellation; abandoned, its slot stays taken until it returns",
             handler=running.spec.name,
         )
 
-    def _abandoned_returned(self) -> None:
+    def _abandoned_returned(self, task_type: int) -> None:
         self.abandoned_runs -= 1
         self._stuck_slots -= 1
+        self._stuck_by_type[task_type] -= 1
         self._nudge.set()
         self._start_ready()
 
@@ -439,6 +497,7 @@ class Worker:
         for running in runs:
             if running.abandoned:  # its outcome is decided already; the slot is free again
                 self._stuck_slots -= 1
+                self._stuck_by_type[running.spec.type] -= 1
                 self._nudge.set()
                 self._start_ready()
                 continue
@@ -456,6 +515,7 @@ class Worker:
         """Decide a plain run now, timed out or released: its thread holds a slot till it ends."""
         running.abandoned = True
         self._stuck_slots += 1
+        self._stuck_by_type[running.spec.type] += 1
         self._finish(running, None, time.perf_counter() - running.started, cancelled=True)
 
     def _finish(

@@ -16,13 +16,15 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from store import Stats
+from store import Rate, Stats
 from worker.outcomes import Outcome
 
-__all__ = ["WORKER_LOOPS", "WorkerMetrics", "build_version", "unhandled_ready"]
+__all__ = ["FLOW_LIMITS", "WORKER_LOOPS", "WorkerMetrics", "build_version", "unhandled_ready"]
 
 # The worker's loops, as labelled in retryd_worker_errors_total{loop}.
 WORKER_LOOPS = ("claimer", "writer", "leases", "wake", "prune", "lag")
+# A type's limits, as labelled in retryd_type_held_back_total{limit}.
+FLOW_LIMITS = ("concurrency", "rate")
 
 # Handler time and start delay span sub-millisecond no-ops to multi-minute jobs.
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
@@ -108,6 +110,50 @@ class WorkerMetrics:
             registry=self.registry,
             multiprocess_mode="max",
         ).labels(version=build_version()).set(1)
+        self._type_limits = {
+            "concurrency": Gauge(
+                "retryd_type_concurrency_limit",
+                "Most runs of the type in flight in each worker process ([types.N] concurrency).",
+                ["type"],
+                registry=self.registry,
+                multiprocess_mode="max",
+            ),
+            "rate": Gauge(
+                "retryd_type_rate_limit",
+                "Most starts of the type per second across all workers ([types.N] rate).",
+                ["type"],
+                registry=self.registry,
+                multiprocess_mode="max",
+            ),
+            "burst": Gauge(
+                "retryd_type_rate_burst",
+                "Most starts of the type at once after a quiet spell ([types.N] burst).",
+                ["type"],
+                registry=self.registry,
+                multiprocess_mode="max",
+            ),
+        }
+        type_inflight = Gauge(
+            "retryd_type_inflight",
+            "Handlers of the type running now.",
+            ["type"],
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        held_back = Counter(
+            "retryd_type_held_back",
+            "Claims that left due tasks of the type behind because of its limit.",
+            ["type", "limit"],
+            registry=self.registry,
+        )
+        types = list(types)
+        self._held_back = {
+            (t, limit): held_back.labels(type=str(t), limit=limit)
+            for t in types
+            for limit in FLOW_LIMITS
+        }
+        self._type_inflight = {t: type_inflight.labels(type=str(t)) for t in types}
+        self._count_by_type: Callable[[], Mapping[int, int]] = dict
         self._runs = {
             (t, o): runs.labels(type=str(t), outcome=o.value) for t in types for o in Outcome
         }
@@ -122,10 +168,31 @@ class WorkerMetrics:
         self._count_inflight = count
         self.inflight.set_function(count)
 
+    def count_inflight_by_type(self, count: Callable[[], Mapping[int, int]]) -> None:
+        """Read the running handlers of each type when scraped (count: type -> running)."""
+        self._count_by_type = count
+        for task_type, child in self._type_inflight.items():
+            child.set_function(functools.partial(_running_of, count, task_type))
+
     def publish_inflight(self) -> None:
         """Write the count now: a supervised process's gauge is read from its file, not called."""
         self.inflight.set(self._count_inflight())
+        by_type = self._count_by_type()
+        for task_type, child in self._type_inflight.items():
+            child.set(by_type.get(task_type, 0))
         self.flush()
+
+    def flow_limits(self, concurrency: Mapping[int, int], rates: Mapping[int, Rate]) -> None:
+        """Show the configured limits of each limited type (types without one: no series)."""
+        for task_type, most in concurrency.items():
+            self._type_limits["concurrency"].labels(type=str(task_type)).set(most)
+        for task_type, rate in rates.items():
+            self._type_limits["rate"].labels(type=str(task_type)).set(rate.per_second)
+            self._type_limits["burst"].labels(type=str(task_type)).set(rate.burst)
+
+    def held_back(self, task_type: int, limit: str) -> None:
+        """A claim left due tasks of task_type behind because of its limit (FLOW_LIMITS)."""
+        self._held_back[(task_type, limit)].inc()
 
     def task_started(self, task_type: int, start_delay_seconds: float) -> None:
         self._start_delay[task_type].add(max(start_delay_seconds, 0.0))
@@ -152,6 +219,10 @@ class WorkerMetrics:
         """Add the tallied handler times and start delays to their histograms."""
         for tally in (*self._duration.values(), *self._start_delay.values()):
             tally.flush()
+
+
+def _running_of(count: Callable[[], Mapping[int, int]], task_type: int) -> int:
+    return count().get(task_type, 0)
 
 
 class _Tally:

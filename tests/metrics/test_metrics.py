@@ -125,7 +125,7 @@ async def test_labels_never_carry_a_task_id(redis_store: RedisStore) -> None:
     async with listening(redis_store, metrics=worker.metrics, worker=worker) as port:
         got = await scrape(port)
     names = {name for (_, labels) in got for name, _ in labels}
-    assert names == {"state", "type", "outcome", "le", "version", "loop"}
+    assert names == {"state", "type", "outcome", "le", "version", "loop", "limit"}
     values = {v for (_, labels) in got for _, v in labels}
     assert values.isdisjoint(task_ids)
     types = {v for (_, labels) in got for k, v in labels if k == "type"}

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from store import Rate
 from worker import ConfigError, Registry, handler, load_config
 from worker.config import Config, RetrySettings, TypeSettings
 from worker.registry import retry_settings
@@ -38,6 +39,9 @@ max_attempts = 2
 initial_delay = 3.0
 max_delay = 30.0
 timeout = 1.5
+concurrency = 3
+rate = 12.5
+burst = 20
 
 [handlers]
 modules = ["handlers.examples", "tests.worker.handlers_e2e"]
@@ -69,7 +73,7 @@ def test_every_key_is_read_from_the_file(tmp_path: Path) -> None:
     assert (config.redis.url, config.redis.namespace) == ("redis://127.0.0.1:6390/3", "orders")
     assert dataclasses.astuple(config.worker) == (7, 11, 12.5, 3.5, 0.25, 3)
     assert config.retry == RetrySettings(4, 0.5, 90.0, 8.0)
-    assert config.types == {7: TypeSettings(2, 3.0, 30.0, 1.5)}
+    assert config.types == {7: TypeSettings(2, 3.0, 30.0, 1.5, 3, 12.5, 20)}
     assert config.handlers.modules == ("handlers.examples", "tests.worker.handlers_e2e")
     assert (config.metrics.host, config.metrics.port) == ("127.0.0.1", 9999)
     assert (config.log.level, config.log.format) == ("debug", "json")
@@ -105,6 +109,9 @@ ENV: dict[str, tuple[str, Callable[[Config], Any]]] = {
     "RETRYD_TYPES_7_MAX_ATTEMPTS": ("9", lambda c: c.types[7].max_attempts),
     "RETRYD_TYPES_12_INITIAL_DELAY": ("4", lambda c: c.types[12].initial_delay),
     "RETRYD_TYPES_12_MAX_DELAY": ("40", lambda c: c.types[12].max_delay),
+    "RETRYD_TYPES_7_CONCURRENCY": ("4", lambda c: c.types[7].concurrency),
+    "RETRYD_TYPES_7_RATE": ("2.5", lambda c: c.types[7].rate),
+    "RETRYD_TYPES_7_BURST": ("9", lambda c: c.types[7].burst),
     "RETRYD_HANDLERS_MODULES": ("a.b, c", lambda c: c.handlers.modules),
     "RETRYD_METRICS_HOST": ("127.0.0.2", lambda c: c.metrics.host),
     "RETRYD_METRICS_PORT": ("0", lambda c: c.metrics.port),
@@ -128,6 +135,9 @@ ENV_EXPECTED: dict[str, Any] = {
     "RETRYD_TYPES_7_MAX_ATTEMPTS": 9,
     "RETRYD_TYPES_12_INITIAL_DELAY": 4.0,
     "RETRYD_TYPES_12_MAX_DELAY": 40.0,
+    "RETRYD_TYPES_7_CONCURRENCY": 4,
+    "RETRYD_TYPES_7_RATE": 2.5,
+    "RETRYD_TYPES_7_BURST": 9,
     "RETRYD_HANDLERS_MODULES": ("a.b", "c"),
     "RETRYD_METRICS_PORT": 0,
     "RETRYD_STORE_MAX_DATA_BYTES": 100,
@@ -145,7 +155,7 @@ def test_each_key_is_overridden_from_the_environment(tmp_path: Path, variable: s
 
 def test_an_env_type_override_keeps_the_files_other_keys(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, FULL), {"RETRYD_TYPES_7_TIMEOUT": "2.5"})
-    assert config.types[7] == TypeSettings(2, 3.0, 30.0, 2.5)
+    assert config.types[7] == TypeSettings(2, 3.0, 30.0, 2.5, 3, 12.5, 20)
 
 
 def test_variables_of_no_section_are_left_alone(tmp_path: Path) -> None:
@@ -178,6 +188,22 @@ BAD_FILES = [
     ("[types.0]\ntimeout = 1\n", "types.0"),
     ("[types.abc]\ntimeout = 1\n", "types.abc"),
     ("[types.4294967296]\ntimeout = 1\n", "types.4294967296"),
+    ("[types.7]\nconcurrency = 0\n", "types.7.concurrency"),
+    ("[types.7]\nconcurrency = -2\n", "types.7.concurrency"),
+    ("[types.7]\nconcurrency = 100001\n", "types.7.concurrency"),
+    ("[types.7]\nconcurrency = 2.5\n", "types.7.concurrency"),
+    ('[types.7]\nconcurrency = "2"\n', "types.7.concurrency"),
+    ("[types.7]\nrate = 0\n", "types.7.rate"),
+    ("[types.7]\nrate = -1.5\n", "types.7.rate"),
+    ("[types.7]\nrate = 0.00001\n", "types.7.rate"),
+    ("[types.7]\nrate = 100000.5\n", "types.7.rate"),
+    ("[types.7]\nrate = nan\n", "types.7.rate"),
+    ("[types.7]\nrate = inf\n", "types.7.rate"),
+    ("[types.7]\nrate = true\n", "types.7.rate"),
+    ("[types.7]\nburst = 5\n", "types.7.burst"),  # a burst without a rate
+    ("[types.7]\nrate = 5\nburst = 0\n", "types.7.burst"),
+    ("[types.7]\nrate = 5\nburst = 100001\n", "types.7.burst"),
+    ("[types.7]\nrate = 5\nburst = 2.5\n", "types.7.burst"),
     ('[handlers]\nmodules = "handlers.examples"\n', "handlers.modules"),
     ("[handlers]\nmodules = [1]\n", "handlers.modules"),
     ("[metrics]\nport = 70000\n", "metrics.port"),
@@ -212,6 +238,10 @@ BAD_ENV = [
     ("RETRYD_WORKER_CONCURENCY", "4", "RETRYD_WORKER_CONCURENCY"),
     ("RETRYD_TYPES_7_TIMEOUT", "soon", "RETRYD_TYPES_7_TIMEOUT"),
     ("RETRYD_TYPES_7_TIMEOUT", "0", "types.7.timeout"),
+    ("RETRYD_TYPES_7_CONCURRENCY", "0", "types.7.concurrency"),
+    ("RETRYD_TYPES_7_RATE", "-1", "types.7.rate"),
+    ("RETRYD_TYPES_7_RATE", "fast", "RETRYD_TYPES_7_RATE"),
+    ("RETRYD_TYPES_7_BURST", "3", "types.7.burst"),
     ("RETRYD_TYPES_7_RETRIES", "3", "RETRYD_TYPES_7_RETRIES"),
     ("RETRYD_TYPES_X_TIMEOUT", "3", "types.x"),
     ("RETRYD_METRICS_PORT", "99999", "metrics.port"),
@@ -331,6 +361,36 @@ def test_the_upper_bounds_themselves_are_accepted() -> None:
         {
             "worker": {"lease": 86400.0},
             "retry": {"max_attempts": 1_000_000, "initial_delay": 604800, "max_delay": 604800},
+            "types": {
+                "7": {"concurrency": 100_000, "rate": 100_000, "burst": 100_000},
+                "8": {"concurrency": 1, "rate": 0.0001, "burst": 1},
+            },
         }
     )
     assert (config.worker.lease, config.retry.max_attempts) == (86400.0, 1_000_000)
+    assert config.rate_for(7) == Rate(100_000.0, 100_000)
+    assert config.rate_for(8) == Rate(0.0001, 1)
+
+
+def test_flow_control_per_type_and_the_default_burst() -> None:
+    """[types.N] concurrency, rate and burst, as the worker reads them; a rate's burst is one
+    second's worth (at least 1) unless given; flow keys do not leak into retry settings."""
+    config = Config.from_mapping(
+        {
+            "types": {
+                "7": {"concurrency": 2, "rate": 2.5},
+                "8": {"rate": 0.2},
+                "9": {"rate": 40, "burst": 3, "timeout": 4},
+            }
+        }
+    )
+    assert (config.concurrency_for(7), config.concurrency_for(8), config.concurrency_for(5)) == (
+        2,
+        None,
+        None,
+    )
+    assert config.rate_for(7) == Rate(per_second=2.5, burst=3)
+    assert config.rate_for(8) == Rate(per_second=0.2, burst=1)
+    assert config.rate_for(9) == Rate(per_second=40.0, burst=3)
+    assert config.rate_for(5) is None
+    assert config.retry_for(9) == RetrySettings(10, 1.0, 3600.0, 4.0)
