@@ -23,7 +23,7 @@ from store.errors import (
 )
 from store.postgres._schema import Schema
 
-__all__ = ["translated"]
+__all__ = ["LostReply", "lost_reply", "translated"]
 
 # The server refused who we are or what we asked: a password or a grant to mend.
 _REFUSALS = (
@@ -39,6 +39,26 @@ _PASSING = (
     errors.TransactionRollback,
     OSError,
 )
+
+
+class LostReply(StoreUnavailable):
+    """A statement was sent, then its connection failed: it may have run and committed, only its
+    reply lost. put_all checks which (store.postgres.store); to every other caller it is the
+    StoreUnavailable it derives from."""
+
+
+def lost_reply(error: BaseException) -> LostReply | None:
+    """The LostReply for error, raised while a sent statement ran or answered, when it says the
+    connection failed (no SQLSTATE: libpq's own; class 08, connection exception; 57P, the server
+    shutting down or crashed) rather than that the server refused the statement (which then
+    rolled back); None otherwise."""
+    if isinstance(error, psycopg.OperationalError):
+        state = error.sqlstate
+        if state is not None and not state.startswith(("08", "57P")):
+            return None
+    elif not isinstance(error, psycopg.InterfaceError | OSError):
+        return None
+    return LostReply(type(error).__name__, one_line(error))
 
 
 # A unique violation's detail names the key as PostgreSQL prints bytea: \x then hex.

@@ -50,6 +50,12 @@ class Plans:
         query = self.statements.put_all(records)
         return Plan(query, lambda rows: self.statements.put_all_done(records, _first(rows)))
 
+    def put_all_recovered(self, records: Sequence[Record]) -> Plan[bool]:
+        """After a lost reply: whether the batch is stored as this put_all stores it (then
+        records are filled from the store)."""
+        query = self.statements.get_batch(records)
+        return Plan(query, lambda rows: self.statements.put_all_recovered(records, rows))
+
     def update(self, record: Record) -> Plan[None]:
         query = self.statements.update(record)
         return Plan(query, lambda rows: self.statements.update_done(record, _one(rows)))

@@ -28,6 +28,7 @@ QueryName = Literal[
     "put_all",
     "update",
     "get",
+    "get_batch",
     "get_ready_asc",
     "get_ready_desc",
     "list_type_asc",

@@ -7,6 +7,7 @@ and the same errors.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -104,6 +105,38 @@ class Statements:
             r.next_attempt_at = (
                 r.created_at if r.next_attempt_at is None else to_utc(r.next_attempt_at)
             )
+
+    def get_batch(self, records: Sequence[Record]) -> Query:
+        return self._query("get_batch", task_ids=[r.task_id.encode("utf-8") for r in records])
+
+    def put_all_recovered(self, records: Sequence[Record], rows: Sequence[Row]) -> bool:
+        """Whether a batch whose put_all reply was lost, and whose re-send found task ids
+        stored, was stored by the first send; if so, fill records from what is stored, as
+        put_all_done would.
+
+        rows are the stored records of the batch's task ids. They are this batch only when
+        every one is there, with ids increasing in batch order and one creation instant for
+        those sent without one (as one put_all statement stores them), and with what put_all
+        writes as sent. A worker may have claimed or settled a task meanwhile (version > 1):
+        then only what nothing changes is compared. An identical batch put by someone else
+        earlier is indistinguishable (as on Redis, see store/_commands.py): far less likely
+        than a lost reply that was ours.
+        """
+        stored = {r.task_id: r for r in map(to_record, rows)}
+        kept = [stored.get(r.task_id) for r in records]
+        found = [k for k in kept if k is not None]
+        if len(found) != len(records):
+            return False
+        ids = [k.id for k in found]
+        if any(later <= earlier for earlier, later in itertools.pairwise(ids)):
+            return False
+        pairs = list(zip(records, found, strict=True))
+        stamped = {k.created_at for sent, k in pairs if sent.created_at is None}
+        if len(stamped) > 1 or not all(_stored_as_sent(sent, k) for sent, k in pairs):
+            return False
+        for sent, k in pairs:
+            k.copy_to(sent)
+        return True
 
     def update(self, record: Record) -> Query:
         check_update(record)
@@ -380,6 +413,19 @@ def to_details(row: Row) -> TaskDetails:
     kind, message, at, attempts = row[10:14]
     failure = None if kind is None else Failure(kind, message, to_utc(at), int(attempts))
     return TaskDetails(to_record(row), failure)
+
+
+def _stored_as_sent(sent: Record, kept: Record) -> bool:
+    """Whether kept is what put_all stores for sent (see Statements.put_all_recovered)."""
+    same = (sent.type, sent.data, sent.reference_id) == (kept.type, kept.data, kept.reference_id)
+    if sent.created_at is not None:
+        same = same and to_utc(sent.created_at) == kept.created_at
+    if kept.version != 1:  # claimed or settled since: its state and schedule are the worker's
+        return same
+    same = same and (int(sent.state), sent.failed_attempts) == (kept.state, kept.failed_attempts)
+    if sent.next_attempt_at is not None:
+        return same and to_utc(sent.next_attempt_at) == kept.next_attempt_at
+    return same and kept.next_attempt_at == kept.created_at
 
 
 def _utf8(text: str | None) -> bytes | None:

@@ -18,11 +18,11 @@ from typing import Any, Self, TypeVar
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from store.errors import StoreUnavailable
+from store.errors import ExistsError, StoreUnavailable
 from store.lifecycle import Pruned, TaskDetails, TypeCursor
 from store.postgres._base import PostgresStoreBase, no_flow_control
 from store.postgres._connection import SAVEPOINT, check_callers_connection
-from store.postgres._errors import translated
+from store.postgres._errors import LostReply, lost_reply, translated
 from store.postgres._plans import Plan
 from store.postgres._schema import Schema
 from store.postgres._statements import Query, Row
@@ -61,10 +61,19 @@ class PostgresStore(PostgresStoreBase[AsyncConnectionPool[Any]]):
         """Store every record or none. With connection, inside that connection's transaction:
         the tasks exist once it commits, and never if it rolls back."""
         plan = self._plans.put_all(records)
-        if connection is None:
-            await self._run(plan)
-        else:
+        if connection is not None:
             plan.done(await self._in_callers_transaction(connection, plan.query))
+            return
+        try:
+            await self._run(plan)
+        except LostReply:
+            # The statement may have committed and only its reply been lost: send it once more
+            # (on another connection); if that finds the batch stored, check it is this one.
+            try:
+                await self._run(plan)
+            except ExistsError:
+                if not await self._run(self._plans.put_all_recovered(records)):
+                    raise
 
     async def update(self, record: Record) -> None:
         await self._run(self._plans.update(record))
@@ -221,8 +230,14 @@ class PostgresStore(PostgresStoreBase[AsyncConnectionPool[Any]]):
         try:
             with translated(self.schema):
                 async with await self._connection() as conn, conn.cursor() as cursor:
-                    await cursor.execute(query.sql, query.params, binary=True)
-                    return await cursor.fetchall()
+                    try:
+                        await cursor.execute(query.sql, query.params, binary=True)
+                        return await cursor.fetchall()
+                    except (psycopg.Error, OSError) as error:
+                        lost = lost_reply(error)
+                        if lost is None:
+                            raise
+                        raise lost from error
         except StoreUnavailable:
             await self._drop_broken_connections()
             raise

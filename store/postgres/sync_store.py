@@ -15,10 +15,11 @@ from typing import Any, Self, TypeVar
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from store.errors import ExistsError
 from store.lifecycle import Pruned, TaskDetails, TypeCursor
 from store.postgres._base import PostgresStoreBase
 from store.postgres._connection import SAVEPOINT, check_callers_connection
-from store.postgres._errors import translated
+from store.postgres._errors import LostReply, lost_reply, translated
 from store.postgres._migrate import MigrationReport, migrate
 from store.postgres._plans import Plan
 from store.postgres._statements import Query, Row
@@ -51,12 +52,18 @@ class SyncPostgresStore(PostgresStoreBase[ConnectionPool[Any]]):
         """Store every record or none. With connection, inside that connection's transaction:
         the tasks exist once it commits, and never if it rolls back."""
         plan = self._plans.put_all(records)
-        rows = (
-            self._all(plan.query)
-            if connection is None
-            else self._in_callers_transaction(connection, plan.query)
-        )
-        plan.done(rows)
+        if connection is not None:
+            plan.done(self._in_callers_transaction(connection, plan.query))
+            return
+        try:
+            self._run(plan)
+        except LostReply:
+            # As PostgresStore.put_all: send once more; an ExistsError may be this very batch.
+            try:
+                self._run(plan)
+            except ExistsError:
+                if not self._run(self._plans.put_all_recovered(records)):
+                    raise
 
     def update(self, record: Record) -> None:
         self._run(self._plans.update(record))
@@ -140,8 +147,14 @@ class SyncPostgresStore(PostgresStoreBase[ConnectionPool[Any]]):
     def _all(self, query: Query) -> list[Row]:
         """Run query on a pooled connection; psycopg's errors become the store's."""
         with translated(self.schema), self._connection() as conn, conn.cursor() as cursor:
-            cursor.execute(query.sql, query.params, binary=True)
-            return cursor.fetchall()
+            try:
+                cursor.execute(query.sql, query.params, binary=True)
+                return cursor.fetchall()
+            except (psycopg.Error, OSError) as error:
+                lost = lost_reply(error)
+                if lost is None:
+                    raise
+                raise lost from error
 
     def _in_callers_transaction(self, conn: Connection, query: Query) -> list[Row]:
         """As PostgresStore's: the statement inside a savepoint of conn's transaction."""

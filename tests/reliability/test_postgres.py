@@ -1,5 +1,6 @@
-"""Scenarios 14-16 on PostgreSQL: workers SIGKILLed mid-handler, the database crashed and
-restarted mid-run, four processes racing to claim.
+"""Scenarios 14-17 on PostgreSQL: workers SIGKILLed mid-handler, the database crashed and
+restarted mid-run, four processes racing to claim, and replies lost after the server ran the
+statement (scenario 7's TCP proxy, tests/reliability/proxy.py).
 
 The same harness as the Redis scenarios (real `retryd run` processes, the run ledger on a plain
 Redis, Faults to explain every rerun), with the store on PostgreSQL: the machine's server (a
@@ -9,6 +10,7 @@ database of the session's own) or, where the scenario crashes it, a server of th
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import random
@@ -16,19 +18,21 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
 from psycopg import sql
 
-from store import Record, State
-from store.postgres import SyncPostgresStore
+from store import ExistsError, Record, State
+from store.postgres import PostgresStore, SyncPostgresStore
 from tests.pg import PostgresServer, migrated_namespace, postgres_server
 from tests.reliability.chaos_handlers import NORMAL
 from tests.reliability.conftest import PoolFactory
 from tests.reliability.harness import REPORT, Faults, Ledger, ReportRow, Run, now_us
+from tests.reliability.proxy import Proxy
 from tests.servers import wait_for
 
 pytestmark = pytest.mark.slow
@@ -107,6 +111,8 @@ def check_invariants(
         versions = [r.version for r in task_runs]
         assert len(set(versions)) == len(versions), f"{task_id}: two runs at one version"
         for earlier, later in itertools.pairwise(task_runs):
+            if earlier.raised:
+                continue  # a planned failure and its retry: not a duplicate
             duplicates += 1
             assert faults.explains(earlier), (
                 f"{task_id}: ran again (pid {later.pid}) after a run no fault explains: "
@@ -246,5 +252,126 @@ def test_postgres_claim_race_runs_each_task_once(
             "-",
             f"drained in {elapsed:.1f} s ({len(plans) / elapsed:.0f}/s); "
             f"per worker {sorted(by_worker.values())}",
+        )
+    )
+
+
+@pytest.fixture
+def pg_proxy(postgres_url: str) -> Iterator[tuple[Proxy, str]]:
+    """A TCP proxy to the session's PostgreSQL, and the URL of the session's database through
+    it."""
+    target = urlsplit(postgres_url)
+    assert target.port is not None
+    with Proxy(target.port) as proxy:
+        yield proxy, target._replace(netloc=f"{target.username}@127.0.0.1:{proxy.port}").geturl()
+
+
+def later_batch(prefix: str, n: int, data: bytes = b"{}") -> list[Record]:
+    later = datetime.now(UTC) + timedelta(hours=1)  # not due: no worker involved here
+    return [
+        Record(f"{prefix}{i}", NORMAL, data, f"ref-{i}", next_attempt_at=later) for i in range(n)
+    ]
+
+
+def stored_pg(url: str, namespace: str, task_id: str) -> Record:
+    with SyncPostgresStore.from_url(url, namespace=namespace) as store:
+        return store.get_by_task_id(task_id)
+
+
+def test_postgres_put_all_reply_lost_is_not_a_failure(
+    postgres_url: str, pg_ns: str, pg_proxy: tuple[Proxy, str]
+) -> None:
+    """put_all's statement commits and its reply is lost: the store sends it once more, finds
+    the batch stored exactly as sent, and reports success with the stored ids (sync and async
+    stores). A batch that differs still gets ExistsError, and so does a batch put twice with no
+    fault; a batch never stored whose reply is lost is stored once."""
+    proxy, url = pg_proxy
+    with SyncPostgresStore.from_url(url, namespace=pg_ns) as store:
+        records = later_batch("sync-", 50)
+        proxy.drop_reply_once(b"sync-49")
+        store.put_all(*records)  # must not raise
+        assert proxy.dropped.is_set(), "the fault was not injected"
+        ids = [r.id for r in records]
+        assert ids == sorted(set(ids))
+        assert ids[0] > 0
+        for r in records:
+            assert stored_pg(postgres_url, pg_ns, r.task_id) == r  # filled from what is stored
+            assert r.version == 1
+            assert r.created_at is not None
+
+        with pytest.raises(ExistsError):  # the same batch again, no fault
+            store.put_all(*later_batch("sync-", 50))
+        proxy.drop_reply_once(b"sync-49")
+        with pytest.raises(ExistsError):  # a lost reply for a batch that is not the one stored
+            store.put_all(*later_batch("sync-", 50, data=b"other"))
+        assert proxy.dropped.is_set()
+        fresh = later_batch("fresh-", 3)
+        proxy.drop_reply_once(b"fresh-2")
+        store.put_all(*fresh)
+        kept = [stored_pg(postgres_url, pg_ns, r.task_id).id for r in fresh]
+        assert kept == [r.id for r in fresh]
+
+    async def put_async() -> list[Record]:
+        async with PostgresStore.from_url(url, namespace=pg_ns) as store:
+            records = later_batch("async-", 50)
+            proxy.drop_reply_once(b"async-49")
+            await store.put_all(*records)
+            assert proxy.dropped.is_set(), "the fault was not injected"
+            with pytest.raises(ExistsError):
+                await store.put_all(*later_batch("async-", 50))
+            return records
+
+    records = asyncio.run(put_async())
+    assert all(stored_pg(postgres_url, pg_ns, r.task_id) == r for r in records)
+    with psycopg.connect(postgres_url) as conn:
+        table = sql.Identifier(pg_ns, "tasks")
+        row = conn.execute(sql.SQL("SELECT count(*), count(DISTINCT id) FROM {}").format(table))
+        assert row.fetchone() == (103, 103)  # each task once, no id given twice
+    REPORT.append(
+        ReportRow(
+            "17 PostgreSQL: put_all reply lost",
+            103,
+            0,
+            0,
+            "-",
+            "3 lost replies acknowledged, 1 different batch refused (ExistsError)",
+        )
+    )
+
+
+def test_postgres_settle_reply_lost_applies_the_outcome_once(
+    postgres_url: str,
+    pg_ns: str,
+    pg_proxy: tuple[Proxy, str],
+    ledger: Ledger,
+    make_pool: PoolFactory,
+) -> None:
+    """A worker's settle commits but its reply is lost: the worker sends the batch again, which
+    is answered as already applied (no conflict logged), and the failure is counted once."""
+    proxy, url = pg_proxy
+    pool = make_pool(url, worker={"concurrency": 2})
+    worker = pool.start()
+    proxy.drop_reply_once(b"planned failure")  # the failed attempt's reason: in settle alone
+    plans = {"fails-once": {"fail": 1}}
+    put_tasks(postgres_url, pg_ns, plans)
+    wait_for(proxy.dropped.is_set, "the settle reply to be dropped", 20)
+    wait_until_settled(postgres_url, pg_ns, timeout=20)
+    refused = "outcome refused: another worker holds the task now"
+    assert worker.count(refused) == 0, worker.stderr()
+    verdict = check_invariants(postgres_url, pg_ns, plans, ledger, pool.faults)
+    runs = verdict.runs["fails-once"]
+    assert [(r.version, r.raised) for r in runs] == [(2, True), (4, False)], runs
+    record = stored_pg(postgres_url, pg_ns, "fails-once")
+    # put 1, claim 2, the failure (reply lost) 3, the re-sent failure found applied, claim 4,
+    # done 5.
+    assert (record.state, record.version, record.failed_attempts) == (State.CONFIRMED, 5, 1)
+    REPORT.append(
+        ReportRow(
+            "17 PostgreSQL: settle reply lost",
+            len(plans),
+            verdict.lost,
+            verdict.duplicates,
+            "-",
+            "re-sent settle answered as applied; failed_attempts 1, not 2",
         )
     )

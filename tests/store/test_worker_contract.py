@@ -21,6 +21,7 @@ from store import (
     Claim,
     MemoryStore,
     Rate,
+    Reason,
     Record,
     RedisStore,
     State,
@@ -403,6 +404,30 @@ async def test_settle_bumps_the_version_and_clears_the_lease(worker_store: Worke
     (again,) = (await worker_store.claim({7: 3}, limit=1, lease_seconds=LONG_LEASE)).tasks
     assert again.record.failed_attempts == 0  # settled, so not an abandoned lease
     assert await worker_store.extend([claimed.record], lease_seconds=1.0) == [False]
+
+
+async def test_a_settle_sent_again_after_a_lost_reply_is_answered_as_applied(
+    worker_store: WorkerStore,
+) -> None:
+    """The worker sends a batch again when its reply was lost: each change already applied is
+    answered True (not a conflict) and written once; once the task is claimed again, the same
+    change is refused. (The Redis and PostgreSQL stores; the memory store has no reply to
+    lose.)"""
+    if isinstance(worker_store, MemoryStore):
+        pytest.skip("an in-process store loses no reply")
+    await worker_store.put_all(rec("a"), rec("b"))
+    claim = await worker_store.claim({7: 3}, limit=2, lease_seconds=LONG_LEASE)
+    held = {c.record.task_id: c.record for c in claim.tasks}
+    failed = Change(held["a"], State.PENDING, 1, 0.0, Reason("RuntimeError", "boom"))
+    done = Change(held["b"], State.CONFIRMED, 0)
+    assert await worker_store.settle([failed, done]) == [True, True]
+    assert await worker_store.settle([failed, done]) == [True, True]
+    a = await worker_store.get_by_task_id("a")
+    assert (a.version, a.failed_attempts) == (held["a"].version + 1, 1)
+    assert (await worker_store.get_by_task_id("b")).version == held["b"].version + 1
+    (again,) = (await worker_store.claim({7: 3}, limit=1, lease_seconds=LONG_LEASE)).tasks
+    assert again.record.task_id == "a"
+    assert await worker_store.settle([failed]) == [False]  # another holder's now
 
 
 async def test_settle_delay_is_relative_to_server_time(worker_store: WorkerStore) -> None:

@@ -4,7 +4,9 @@
 --         none): one element per change; channel text
 -- Returns one row per change applied: its 1-based position in the batch. A change whose task
 --         is missing or at another version is not applied (the others still are: each stands
---         alone).
+--         alone). A row also for a change found applied already (its task at the next version,
+--         in the change's state with its failed_attempts, not leased): a batch re-sent after a
+--         lost reply is answered as done, not as a conflict, and written once (as on Redis).
 -- Keeps   next_attempt_at = now + delay; version + 1; leased cleared; a reason becomes the
 --         task's last failure, stamped with now and the new failed_attempts; rows locked in id
 --         order, so settle, extend and update of overlapping rows never deadlock; a NOTIFY
@@ -27,6 +29,14 @@ locked AS MATERIALIZED (
     ORDER BY t.id
     FOR UPDATE OF t
 ),
+-- The statement sees the table as it was before: a change applied here is not also found
+-- applied already.
+applied_before AS (
+    SELECT c.position
+    FROM {schema}.tasks AS t JOIN changes AS c
+      ON t.task_id = c.task_id AND t.version = c.version + 1
+    WHERE t.state = c.state AND t.failed_attempts = c.failed_attempts AND NOT t.leased
+),
 settled AS (
     UPDATE {schema}.tasks AS t
     SET state = locked.state, failed_attempts = locked.failed_attempts,
@@ -46,3 +56,5 @@ woken AS (
     WHERE EXISTS (SELECT 1 FROM settled WHERE state = 1 AND delay = interval '0')
 )
 SELECT position, (SELECT count(*) FROM woken) FROM settled
+UNION ALL
+SELECT position, 0 FROM applied_before
