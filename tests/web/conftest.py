@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from store import Record, RedisStore, State
+from store import Record, RedisStore, State, Store
 from worker.config import WebSettings
 from worker.web import Board, create_app
 
@@ -61,7 +61,7 @@ def task_record(
     )
 
 
-async def put_task(store: RedisStore, task_id: str, **fields: Any) -> Record:
+async def put_task(store: Store, task_id: str, **fields: Any) -> Record:
     """Put task_record(task_id, **fields); return it as stored."""
     await store.put_all(task_record(task_id, **fields))
     return await store.get_by_task_id(task_id)

@@ -63,6 +63,7 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
         read_only=settings.read_only,
         signed_in=settings.auth == "token" and is_authenticated(request, settings),
         redis_label=request.app.state.redis_label,
+        server_name=server_name(request.app.state.redis_label),
         **context,
     )
     return HTMLResponse(page, status_code=status)
@@ -77,13 +78,19 @@ async def web_error_page(request: Request, error: Exception) -> Response:
     return error_page(request, error.status, error.title, error.message)
 
 
+def server_name(label: str) -> str:
+    """What the store's server is called on pages: the label is its (redacted) URL."""
+    return "PostgreSQL" if label.lower().startswith(("postgresql:", "postgres:")) else "Redis"
+
+
 def unavailable_page(request: Request, error: BaseException) -> HTMLResponse:
+    server = server_name(request.app.state.redis_label)
     banner = (
-        f"Redis is unavailable ({error_kind(error)}): nothing can be shown or changed "
+        f"{server} is unavailable ({error_kind(error)}): nothing can be shown or changed "
         "until it answers again."
     )
     return render(
-        request, "error.html", 503, title="Redis unavailable", message=banner, banner=banner
+        request, "error.html", 503, title=f"{server} unavailable", message=banner, banner=banner
     )
 
 
