@@ -6,6 +6,7 @@ docs/postgres.md.
 """
 
 from store.errors import SchemaVersionError
+from store.postgres._facts import DatabaseFacts
 from store.postgres._migrate import MigrationReport, migrate
 from store.postgres._schema import SCHEMA_VERSION
 from store.postgres.store import PostgresStore
@@ -13,6 +14,7 @@ from store.postgres.sync_store import SyncPostgresStore
 
 __all__ = [
     "SCHEMA_VERSION",
+    "DatabaseFacts",
     "MigrationReport",
     "PostgresStore",
     "SchemaVersionError",

@@ -145,6 +145,11 @@ class Plans:
         query = self.statements.server_facts()
         return Plan(query, lambda rows: self.statements.server_facts_done(_first(rows)))
 
+    def server_settings(self) -> Plan[tuple[str, str, str]]:
+        """server_version, fsync and synchronous_commit (server_facts' statement, unread)."""
+        query = self.statements.server_facts()
+        return Plan(query, lambda rows: self.statements.settings_done(_first(rows)))
+
     def schema_version(self) -> Plan[int | None]:
         """The namespace's schema version; None when it was never migrated."""
         return Plan(self.statements.schema_version(), lambda rows: _version(rows))

@@ -384,6 +384,11 @@ class Statements:
     def schema_version(self) -> Query:
         return self._query("schema_version")
 
+    def settings_done(self, row: Row) -> tuple[str, str, str]:
+        """server_version, fsync, synchronous_commit, as the server shows them."""
+        version, fsync, synchronous_commit = row
+        return str(version), str(fsync), str(synchronous_commit)
+
     def server_facts_done(self, row: Row) -> ServerFacts:
         """fsync off, or commits acknowledged before they reach the disk, may lose tasks."""
         version, fsync, synchronous_commit = row

@@ -18,11 +18,12 @@ from typing import Any, Self, TypeVar
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from store.errors import ExistsError, StoreUnavailable
+from store.errors import ExistsError, SchemaVersionError, StoreUnavailable
 from store.lifecycle import Pruned, TaskDetails, TypeCursor
 from store.postgres._base import PostgresStoreBase, no_flow_control
 from store.postgres._connection import SAVEPOINT, check_callers_connection
 from store.postgres._errors import LostReply, lost_reply, translated
+from store.postgres._facts import DatabaseFacts
 from store.postgres._plans import Plan
 from store.postgres._schema import Schema
 from store.postgres._statements import Query, Row
@@ -200,6 +201,17 @@ class PostgresStore(PostgresStoreBase[AsyncConnectionPool[Any]]):
     async def check_schema(self) -> None:
         """Raise SchemaVersionError, saying what to run, unless the schema is this code's."""
         self._refuse_unknown(await self._run(self._plans.schema_version()))
+
+    async def database_facts(self) -> DatabaseFacts:
+        """The server's version and durability settings, and the namespace's schema version
+        against this code's (what `retryd check` shows): a schema this code cannot use is
+        reported here, not refused."""
+        settings = await self._run(self._plans.server_settings())
+        try:
+            found = await self._run(self._plans.schema_version())
+        except SchemaVersionError:  # the schema or its version table does not exist
+            found = None
+        return DatabaseFacts.read(self.schema, settings, found)
 
     @contextlib.asynccontextmanager
     async def wakeups(self) -> AsyncIterator[Wakeups]:

@@ -1,8 +1,10 @@
-"""`retryd check`: is this deployment ready to run? Config, handlers, then Redis, in that order.
+"""`retryd check`: is this deployment ready to run? Config, handlers, then the store's server
+(Redis or PostgreSQL), in that order.
 
 Exit 0 when all three are fine (warnings, such as due tasks of a type no handler is registered
-for, do not fail it), 2 when the config or a handler module
-is wrong, 1 when Redis cannot be reached. Run it before `retryd run`, or as a deploy gate.
+for, do not fail it), 2 when the config or a handler module is wrong or a PostgreSQL namespace's
+schema is not the one this retryd runs on (migrations pending: the worker would refuse to start),
+1 when the server cannot be reached. Run it before `retryd run`, or as a deploy gate.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import argparse
 import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from store import StoreUnavailable
 from store.connection import redact
@@ -22,7 +24,7 @@ from worker.commands._common import (
     open_store,
     redis_url,
 )
-from worker.commands._exit import EXIT_UNREACHABLE
+from worker.commands._exit import EXIT_BAD_INPUT, EXIT_UNREACHABLE
 from worker.commands._output import add_json_argument, error, print_json, table
 from worker.commands._session import redis_failure
 from worker.config import Config
@@ -30,22 +32,29 @@ from worker.errors import ConfigError
 from worker.metrics import unhandled_ready
 from worker.registry import default_registry, import_handler_modules, retry_settings
 
+if TYPE_CHECKING:  # psycopg comes with the `postgres` extra: imported only for a PostgreSQL URL
+    from store.postgres import DatabaseFacts
+
 __all__ = ["add_parser", "main"]
 
 
 @dataclass(slots=True)
 class ServerInfo:
-    """What check reads from Redis: who it is and whether it may lose tasks."""
+    """What check reads from the store's server: who it is and whether it may lose tasks."""
 
     version: str
     aof_enabled: bool
     maxmemory_policy: str
     warnings: list[str] = field(default_factory=list)
+    # A PostgreSQL store's settings and schema version (its terms, not Redis's); None on Redis.
+    database: DatabaseFacts | None = None
 
 
 def add_parser(commands: Any) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
-        "check", help="check the config, the handlers and Redis", description=__doc__
+        "check",
+        help="check the config, the handlers and the store's server",
+        description=__doc__,
     )
     add_config_argument(parser)
     add_json_argument(parser)
@@ -71,19 +80,47 @@ def main(args: argparse.Namespace) -> int:
     except (StoreUnavailable, OSError) as failure:
         return error(redis_failure(url, failure), EXIT_UNREACHABLE)
     warnings += server.warnings
+    # A schema the worker would refuse (SchemaVersionError at `retryd run`): reported, then
+    # the check fails as run would, saying what to run.
+    problem = None if server.database is None else server.database.schema_problem
     if args.json:
         print_json(_report(config, source, url, handlers, server, warnings))
-        return 0
-    aof = "on" if server.aof_enabled else "off"
-    print(f"redis:      {redact(url)}")
+    else:
+        _print_server(url, server)
+        for warning in warnings:
+            print(f"warning:    {warning}")
+        if problem is None:
+            print("ok")
+    return 0 if problem is None else error(problem, EXIT_BAD_INPUT)
+
+
+def _print_server(url: str, server: ServerInfo) -> None:
+    database = server.database
+    if database is None:
+        aof = "on" if server.aof_enabled else "off"
+        print(f"redis:      {redact(url)}")
+        print(
+            f"server:     {server.version}, appendonly {aof}, maxmemory-policy "
+            f"{server.maxmemory_policy}"
+        )
+        return
+    print(f"postgresql: {redact(url)}")
     print(
-        f"server:     {server.version}, appendonly {aof}, maxmemory-policy "
-        f"{server.maxmemory_policy}"
+        f"server:     PostgreSQL {database.server_version}, fsync {database.fsync}, "
+        f"synchronous_commit {database.synchronous_commit}"
     )
-    for warning in warnings:
-        print(f"warning:    {warning}")
-    print("ok")
-    return 0
+    print(f"schema:     {_schema_line(database)}")
+
+
+def _schema_line(database: DatabaseFacts) -> str:
+    found, needed = database.schema_version, database.code_schema_version
+    if found is None:
+        return f"not created, this retryd needs version {needed}: migrations pending"
+    if found < needed:
+        return f"version {found}, this retryd needs {needed}: migrations pending"
+    if found > needed:
+        return f"version {found}, newer than this retryd ({needed})"
+    return f"version {found}, as this retryd needs: up to date"
 
 
 def _config_source(args: argparse.Namespace) -> str:
@@ -127,6 +164,8 @@ async def _server_info(config: Config, url: str) -> ServerInfo:
     except ValueError as bad_url:  # store.connection's messages already redact the URL
         raise ConfigError(f"redis.url: {bad_url}") from None
     try:
+        if _is_postgres(url):
+            return await _database_info(store)
         facts = await store.server_facts()
         waiting = unhandled_ready(await store.stats(), default_registry.types())
     finally:
@@ -136,11 +175,7 @@ async def _server_info(config: Config, url: str) -> ServerInfo:
         aof_enabled=facts.persistent,
         maxmemory_policy=facts.eviction_policy,
     )
-    server.warnings.extend(
-        f"{count} tasks of type {task_type} are due and no handler has type {task_type}: "
-        "they wait, unclaimed, until one is registered"
-        for task_type, count in waiting.items()
-    )
+    server.warnings.extend(_unhandled_warnings(waiting))
     if not server.aof_enabled:
         server.warnings.append("appendonly is off: a Redis crash loses recently put tasks")
     if server.maxmemory_policy != "noeviction":
@@ -148,6 +183,31 @@ async def _server_info(config: Config, url: str) -> ServerInfo:
             f"maxmemory-policy is {server.maxmemory_policy}: Redis may evict tasks (use noeviction)"
         )
     return server
+
+
+def _is_postgres(url: str) -> bool:
+    return url.lower().startswith(("postgresql://", "postgres://"))
+
+
+async def _database_info(store: Any) -> ServerInfo:
+    """A PostgreSQL store's facts, in its terms: fsync and synchronous_commit, and the schema
+    version against this code's (a missing or older schema is reported, not raised)."""
+    facts: DatabaseFacts = await store.database_facts()
+    durable = facts.fsync == "on" and facts.synchronous_commit != "off"
+    server = ServerInfo(f"postgresql {facts.server_version}", durable, "noeviction", database=facts)
+    server.warnings.extend(facts.warnings())
+    if facts.schema_problem is None:  # the tables are there to count
+        waiting = unhandled_ready(await store.stats(), default_registry.types())
+        server.warnings.extend(_unhandled_warnings(waiting))
+    return server
+
+
+def _unhandled_warnings(waiting: dict[int, int]) -> list[str]:
+    return [
+        f"{count} tasks of type {task_type} are due and no handler has type {task_type}: "
+        "they wait, unclaimed, until one is registered"
+        for task_type, count in waiting.items()
+    ]
 
 
 def _report(
@@ -171,12 +231,31 @@ def _report(
             }
             for t, name, is_async, most, timeout in handlers
         ],
-        "redis": {
-            "url": redact(url),
-            "server": server.version,
-            "aof_enabled": server.aof_enabled,
-            "maxmemory_policy": server.maxmemory_policy,
-        },
+        **_server_report(url, server),
         "warnings": warnings,
-        "ok": True,
+        "ok": server.database is None or server.database.schema_problem is None,
+    }
+
+
+def _server_report(url: str, server: ServerInfo) -> dict[str, Any]:
+    database = server.database
+    if database is None:
+        return {
+            "redis": {
+                "url": redact(url),
+                "server": server.version,
+                "aof_enabled": server.aof_enabled,
+                "maxmemory_policy": server.maxmemory_policy,
+            }
+        }
+    return {
+        "postgresql": {
+            "url": redact(url),
+            "server": database.server_version,
+            "fsync": database.fsync,
+            "synchronous_commit": database.synchronous_commit,
+            "schema_version": database.schema_version,
+            "code_schema_version": database.code_schema_version,
+            "migrations_pending": database.migrations_pending,
+        }
     }
