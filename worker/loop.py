@@ -1,8 +1,10 @@
 """The worker: claim due tasks, run their handlers, record outcomes in batches.
 
 Small loops share one event loop: the claimer (leases what it can run), the writer (settles
-outcomes, one script call per batch), the lease keeper (extends leases of running handlers), the
-listener (wakes the claimer when tasks are put), the pruner and the lag watcher. The store
+outcomes, one script call per batch), the listener (wakes the claimer when tasks are put), the
+pruner and the lag watcher. The lease keeper (worker/leases.py) extends the leases of every claim
+held, from a thread of its own when the worker can open a second store: a handler that blocks the
+event loop cannot make the leases of the tasks beside it lapse. The store
 decides what is due, by its clock. No loop ends on an error: each is logged, counted in
 retryd_worker_errors_total{loop} and the loop goes on; should one end anyway, /healthz turns 503
 (last_tick). This module talks to the store through its public API only.
@@ -38,12 +40,13 @@ from store import (
 from worker.config import Config, RetrySettings
 from worker.deadlines import Deadlines
 from worker.errors import ConfigError
+from worker.leases import HeldClaims, LeaseKeeper
 from worker.metrics import WorkerMetrics
 from worker.outage import Outage
 from worker.outcomes import Outcome, decide, release
 from worker.registry import HandlerSpec, Registry, retry_settings
 from worker.retention import Pruner
-from worker.runs import HandlerRun
+from worker.runs import ABANDON_SECONDS, HandlerRun
 from worker.threads import HandlerThreads
 from worker.tracing import task_tracer
 
@@ -62,6 +65,9 @@ _NOT_REPLICATED_RETRY_SECONDS = 0.1
 # The event loop's lag is measured with a sleep this long; a lag this long is a warning.
 _LAG_PROBE_SECONDS = 0.1
 _LAG_WARN_SECONDS = 1.0
+# retryd_event_loop_lag_seconds holds the longest lag this long: a stall stays visible to scrapes
+# made after it (a scrape during it waits for the loop), instead of the next 0.1 s probe's ~0.
+_LAG_HOLD_SECONDS = 60.0
 # A loop that failed on an unexpected error starts again after this pause.
 _LOOP_RETRY_SECONDS = 1.0
 # An idle claimer woken for a type's next start token sleeps at least this long: a high rate is
@@ -111,7 +117,11 @@ class Worker:
         config: Config,
         *,
         metrics: WorkerMetrics | None = None,
+        lease_store: Callable[[], WorkerStore] | None = None,
     ) -> None:
+        """lease_store opens a second store (connections of its own) for the lease keeper's
+        thread; without it the keeper runs on the worker's event loop, where a handler that
+        blocks the loop holds up the extensions too."""
         if not registry.types():
             raise ConfigError("handlers.modules: no handler is registered, nothing to run")
         self._store = store
@@ -140,6 +150,22 @@ class Worker:
         # Moving average of run times since the worker was last idle; None: nothing ran since.
         self._recent_run_seconds: float | None = None
         self._pending: list[_Pending] = []
+        # Every claim from its claim until its outcome is written: the leases the keeper extends.
+        self._held = HeldClaims()
+        self._open_lease_store = lease_store
+        self._leases = LeaseKeeper(
+            self._held,
+            lease_seconds=self._settings.lease,
+            # No run holds its task longer than its timeout (+ the abandon bound): a loop silent
+            # for longer is hung, and its leases are let go.
+            stall_limit_seconds=max(r.timeout for r in self._retry.values())
+            + ABANDON_SECONDS
+            + self._settings.lease,
+            metrics=self.metrics,
+            on_lost=self._leases_lost,
+            on_failed=self._outage.failed,
+            on_recovered=self._outage.recovered,
+        )
         self._settling: list[_Pending] = []  # the batch being written now
         self._nudge = asyncio.Event()  # tasks put, a slot freed, or stop: claim again
         self._outcomes_ready = asyncio.Event()
@@ -164,7 +190,7 @@ class Worker:
     @property
     def last_tick(self) -> float:
         """/healthz: the claimer is alive while this moves; -inf once any loop has ended."""
-        return float("-inf") if self._dead_loops else self._last_tick
+        return float("-inf") if self._dead_loops or self._leases.dead else self._last_tick
 
     @property
     def _unwritten(self) -> int:
@@ -193,7 +219,12 @@ class Worker:
     async def run(self, *, burst: bool = False) -> None:
         """Work until stop() (or, with burst, until nothing is due and nothing runs)."""
         helpers = [self._helper("writer", self._write_outcomes)]
-        helpers.append(self._helper("leases", self._keep_leases))
+        if self._open_lease_store is not None:
+            self._leases.start(self._open_lease_store)
+        else:
+            helpers.append(
+                self._helper("leases", functools.partial(self._leases.run_here, self._store))
+            )
         helpers.append(self._helper("lag", self._watch_lag))
         loop = asyncio.get_running_loop()
         self._threads = HandlerThreads(self._settings.concurrency, loop, self._threads_done)
@@ -210,6 +241,7 @@ class Worker:
             # Bounded: redis-py's blocking pub/sub read can swallow a cancellation that lands
             # right after it subscribed, and would then hold the exit forever.
             await asyncio.wait(helpers, timeout=_HELPERS_STOP_SECONDS)
+            await self._leases.stop(_HELPERS_STOP_SECONDS)  # after the drain: outcomes written
             self._threads.shutdown()
             self._deadlines.close()
 
@@ -375,6 +407,7 @@ class Worker:
                 self._adopt_outcome(unwritten[claimed.record.task_id], claimed)
                 continue
             self._ready.append((claimed, (claim.now - claimed.due_at).total_seconds(), received))
+        self._held.hold(claimed.record for claimed in claim.tasks)
         self._start_ready()
         for task_id in claim.damaged:
             log.error("damaged task set aside; repair or delete it", task_id=task_id)
@@ -382,7 +415,7 @@ class Worker:
     def _adopt(self, running: _Running, claimed: Claimed) -> None:
         """A task claimed again while its run goes on here (its lease lapsed, say through a
         stalled event loop): the run in progress takes the new claim, no second run starts."""
-        running.claimed = claimed
+        running.claimed = claimed  # held by _start_all, in place of the lapsed claim
         running.lease_lost = False
         _task_log(claimed.record).warning(
             "claimed again while still running here (its lease had lapsed); "
@@ -605,6 +638,7 @@ class Worker:
                 refused.append((record, pending.outcome))
             else:
                 counts[(record.type, pending.outcome)] += 1
+        self._held.drop(pending.change.record for pending in batch)  # written: leases ended
         self.metrics.outcomes(counts)
         if refused:
             await self._log_refused(refused)
@@ -658,46 +692,31 @@ class Worker:
             log.warning("outcomes written again; claiming resumed")
             self._nudge.set()
 
-    async def _keep_leases(self) -> None:
-        interval = self._settings.lease / 3
-        while True:
-            await asyncio.sleep(interval)
-            # Outcomes not yet written hold their leases too: through an outage longer than a
-            # lease, another worker would otherwise run a task whose run already ended.
-            running = list(self._running.values())
-            records = [r.claimed.record for r in running]
-            records += [p.change.record for p in (*self._settling, *self._pending)]
-            records += [claimed.record for claimed, _, _ in self._ready]
-            if not records:
+    def _leases_lost(self, records: list[Record]) -> None:
+        """The keeper found these leases lost. Only a claim whose run still goes on is news:
+        its outcome will be refused. A run that ended meanwhile had its outcome written (that
+        is what moved the version), or it waits to be, and the settle's answer tells the truth;
+        a run that took a newer claim of its task (adopted) holds that one."""
+        for record in records:
+            run = self._running.get(record.task_id)
+            if run is None or run.claimed.record is not record or run.lease_lost:
                 continue
-            try:
-                held = await self._store.extend(records, lease_seconds=self._settings.lease)
-            except TransientError as error:
-                self._outage.failed(error)
-                continue
-            except StoreError as error:  # an error reply (OOM...): try again next round
-                self.metrics.worker_errors["leases"].inc()
-                log.error("lease extension failed", error=str(error), leases=len(records))
-                continue
-            self._outage.recovered()
-            # Only a running handler's lost lease is news: an outcome waiting to be written may
-            # already be applied (its version moved), and its settle answer tells the truth.
-            for run, ok in zip(running, held, strict=False):
-                if not ok and not run.lease_lost:
-                    run.lease_lost = True
-                    _task_log(run.claimed.record).warning(
-                        "lease lost; the outcome of this run will be refused"
-                    )
+            run.lease_lost = True
+            _task_log(record).warning("lease lost; the outcome of this run will be refused")
 
     async def _watch_lag(self) -> None:
         """Measure how late the event loop wakes up; after a stall, name the async handlers
         that were running (one of them blocked it: it should be a plain def)."""
+        peak, peak_at = 0.0, float("-inf")
         while True:
             before = time.monotonic()
             suspects = self._async_handlers_running()
             await asyncio.sleep(_LAG_PROBE_SECONDS)
-            lag = max(time.monotonic() - before - _LAG_PROBE_SECONDS, 0.0)
-            self.metrics.event_loop_lag.set(lag)
+            now = time.monotonic()
+            lag = max(now - before - _LAG_PROBE_SECONDS, 0.0)
+            if lag >= peak or now - peak_at > _LAG_HOLD_SECONDS:
+                peak, peak_at = lag, now
+            self.metrics.event_loop_lag.set(peak)
             if lag >= _LAG_WARN_SECONDS:
                 log.warning(
                     "event loop blocked; an async handler must not block (make it a plain def)",

@@ -88,7 +88,9 @@ async def hostile(record: Record) -> None:
     """Block the event loop, ignore cancellation, or raise any class, as the plan says."""
     plan: dict[str, Any] = json.loads(record.data or b"{}")
     await _append("s", record)
-    time.sleep(plan.get("block", 0.0))  # noqa: ASYNC251 - blocks the event loop, on purpose
+    # version 2 is the task's first claim: "block_first" blocks that run only
+    block = plan.get("block", 0.0) + (plan.get("block_first", 0.0) if record.version == 2 else 0)
+    time.sleep(block)  # noqa: ASYNC251 - blocks the event loop, on purpose
     deadline = time.monotonic() + plan.get("swallow", 0.0)
     while time.monotonic() < deadline:  # a cancellation is caught and ignored
         with contextlib.suppress(asyncio.CancelledError):

@@ -22,7 +22,14 @@ from store._codec import decode_record
 from store._keys import Keys
 from tests.reliability.chaos_handlers import HOSTILE, HOSTILE_SYNC, NORMAL
 from tests.reliability.conftest import PoolFactory
-from tests.reliability.harness import REPORT, Ledger, ReportRow, WorkerProc, put_tasks
+from tests.reliability.harness import (
+    REPORT,
+    Ledger,
+    ReportRow,
+    WorkerProc,
+    put_tasks,
+    wait_until_settled,
+)
 from tests.servers import RedisServer, free_port, redis_server, wait_for
 from worker.errors import RETRY_LATER_MAX_SECONDS
 from worker.runs import ABANDON_SECONDS
@@ -327,6 +334,184 @@ def test_a_handler_blocking_the_event_loop_is_named_and_its_neighbours_end_confi
             0,
             f"stall {max(e['blocked_seconds'] for e in stalls):.2f} s seen",
             "warning names the blocking type; 3 healthy tasks 1 run each, CONFIRMED",
+        )
+    )
+
+
+def test_a_stalled_event_loop_keeps_its_neighbours_leases_against_another_worker(
+    store_server: RedisServer,
+    store_client: redis.Redis,
+    ns: str,
+    ledger: Ledger,
+    make_pool: PoolFactory,
+) -> None:
+    """Case 4 with a second worker on the namespace: an async handler blocks worker A's event
+    loop for longer than two leases while six healthy tasks run beside it in A. A's lease keeper
+    runs in a thread of its own, so their leases never lapse and worker B, polling all along,
+    never takes them: each runs once (ledger), CONFIRMED with failed_attempts 0. The stall is
+    logged naming the blocking type, and retryd_event_loop_lag_seconds shows it afterwards."""
+    lease, block = 2.0, 5.0
+    pool = make_pool(store_server.url, worker={"concurrency": 8, "lease": lease})
+    port = free_port()
+    first = pool.start(env=observed_env(port))
+    second = pool.start()
+    # B is held still while A claims everything, so that every task runs in A; from then on B
+    # polls every 0.2 s and claims any lease that lapses.
+    second.process.send_signal(signal.SIGSTOP)
+    try:
+        healthy = {f"healthy-{i}": {"sleep": 1.0} for i in range(6)}
+        put_tasks(store_server.url, ns, healthy)
+        put_tasks(store_server.url, ns, {"blocker": {"block": block}}, task_type=HOSTILE)
+        ids = [*healthy, "blocker"]
+        wait_for(
+            lambda: all(stored(store_client, ns, t).version == 2 for t in ids),
+            "worker A to claim every task",
+            10,
+        )
+        blocked_at = time.monotonic()
+    finally:
+        second.process.send_signal(signal.SIGCONT)
+    wait_for(
+        lambda: set(states(store_client, ns, ids).values()) == {State.CONFIRMED},
+        "every task confirmed",
+        block + 20,
+    )
+    settled = time.monotonic() - blocked_at
+    runs = ledger.runs()
+    assert {t: len(runs[t]) for t in ids} == dict.fromkeys(ids, 1), runs
+    assert {r.pid for t in ids for r in runs[t]} == {first.pid}
+    for task_id in ids:
+        record = stored(store_client, ns, task_id)
+        assert (record.version, record.failed_attempts) == (3, 0), (task_id, record)
+    assert second.alive()
+    assert first.alive()
+    assert second.count("lease lost; the outcome of this run will be refused") == 0
+    assert first.count("lease lost; the outcome of this run will be refused") == 0
+    stalls = [e for e in first.events() if e.get("event", "").startswith("event loop blocked")]
+    assert stalls, first.stderr()
+    assert all(f"(type {HOSTILE})" in " ".join(e["handlers"]) for e in stalls), stalls
+    longest = max(e["blocked_seconds"] for e in stalls)
+    assert longest >= 2 * lease
+    (lag,) = [
+        float(line.split()[1])
+        for line in http_get(port, "/metrics")[1].splitlines()
+        if line.startswith("retryd_event_loop_lag_seconds ")
+    ]
+    assert lag >= 2 * lease, lag  # the longest lag of the last minute, not the last probe's
+    REPORT.append(
+        ReportRow(
+            "13 i12.4b loop stall, two workers",
+            len(ids),
+            0,
+            0,
+            f"all CONFIRMED {settled:.2f} s after the claim",
+            f"stall {longest:.2f} s (lease {lease} s); 7 tasks 1 run each in A, B took none; "
+            f"lag gauge {lag:.2f} s",
+        )
+    )
+
+
+def test_a_hung_event_loop_lets_its_leases_go_after_the_longest_handler_timeout(
+    store_server: RedisServer,
+    store_client: redis.Redis,
+    ns: str,
+    ledger: Ledger,
+    make_pool: PoolFactory,
+) -> None:
+    """The keeper's bound: a loop silent for longer than any handler may run (timeout 1 s +
+    ABANDON_SECONDS + lease 1 s = 3 s here) is taken for hung, and its leases are no longer
+    extended: the other worker takes the healthy tasks and runs them. When the loop answers
+    again, the keeper says so and the runs it lost are told so (their outcomes are refused)."""
+    pool = make_pool(
+        store_server.url, worker={"concurrency": 4, "lease": 1.0}, retry={"timeout": 1.0}
+    )
+    first = pool.start()
+    second = pool.start()
+    second.process.send_signal(signal.SIGSTOP)
+    try:
+        healthy = {f"healthy-{i}": {"sleep": 0.5} for i in range(2)}
+        put_tasks(store_server.url, ns, healthy)
+        put_tasks(store_server.url, ns, {"blocker": {"block_first": 8.0}}, task_type=HOSTILE)
+        ids = [*healthy, "blocker"]
+        wait_for(
+            lambda: all(stored(store_client, ns, t).version == 2 for t in ids),
+            "worker A to claim every task",
+            10,
+        )
+    finally:
+        second.process.send_signal(signal.SIGCONT)
+    gave_up = (
+        "event loop stalled longer than any handler may run; leases no longer extended, "
+        "other workers may take these tasks"
+    )
+    answers = "event loop answers again; leases extended again"
+    wait_for(lambda: first.count(answers) == 1, "the loop to answer again", 20)
+    wait_for(
+        lambda: set(states(store_client, ns, list(healthy)).values()) == {State.CONFIRMED},
+        "the healthy tasks confirmed",
+        15,
+    )
+    assert first.count(gave_up) == 1
+    runs = ledger.runs()
+    for task_id in healthy:  # A's run (its outcome refused) and B's (written)
+        assert second.pid in {r.pid for r in runs[task_id]}, runs
+        assert stored(store_client, ns, task_id).failed_attempts == 1  # the lapsed lease
+    (event,) = [e for e in first.events() if e.get("event") == gave_up]
+    assert event["stalled_seconds"] > 3.0
+    REPORT.append(
+        ReportRow(
+            "13 i12.4c hung loop lets go",
+            len(ids),
+            0,
+            len(healthy),
+            f"gave up after {event['stalled_seconds']:.2f} s of silence",
+            "leases let go past timeout + 1 s + lease; B ran both healthy tasks, CONFIRMED",
+        )
+    )
+
+
+def test_lease_lost_is_logged_only_when_the_outcome_is_refused(
+    store_server: RedisServer,
+    store_client: redis.Redis,
+    ns: str,
+    ledger: Ledger,
+    make_pool: PoolFactory,
+) -> None:
+    """Case 7, "lease lost": under a burst of short runs, with the keeper extending every
+    0.1 s, runs end and have their outcomes written while extensions are in flight (their
+    versions move, and the extension answers 0). None of those is a lost lease: every outcome
+    is accepted (each task CONFIRMED at version 3: put, claim, outcome), so the line must not
+    appear, nor any refusal."""
+    lease = 0.3
+    pool = make_pool(store_server.url, worker={"concurrency": 32, "batch": 64, "lease": lease})
+    port = free_port()
+    worker = pool.start(env=observed_env(port))
+    plans = {f"burst-{i}": {"sleep": 0.02} for i in range(3000)}
+    started = time.monotonic()
+    put_tasks(store_server.url, ns, plans)
+    wait_until_settled(store_client, ns, 120)
+    elapsed = time.monotonic() - started
+    records = [stored(store_client, ns, task_id) for task_id in plans]
+    assert {(r.state, r.version, r.failed_attempts) for r in records} == {(State.CONFIRMED, 3, 0)}
+    runs = ledger.runs()
+    assert {len(runs[task_id]) for task_id in plans} == {1}
+    assert worker.count("lease lost; the outcome of this run will be refused") == 0
+    assert not [e for e in worker.events() if e.get("event", "").startswith("outcome refused")]
+    counted = {
+        line.split()[0]: float(line.split()[1])
+        for line in http_get(port, "/metrics")[1].splitlines()
+        if line.startswith("retryd_task_runs_total{")
+    }
+    assert counted[f'retryd_task_runs_total{{outcome="confirmed",type="{NORMAL}"}}'] == len(plans)
+    assert counted[f'retryd_task_runs_total{{outcome="conflict",type="{NORMAL}"}}'] == 0
+    REPORT.append(
+        ReportRow(
+            "13 i12.7 lease lost only if true",
+            len(plans),
+            0,
+            0,
+            f"all CONFIRMED in {elapsed:.2f} s",
+            f"lease {lease} s (extended every 0.1 s): 0 'lease lost', 0 refused, all version 3",
         )
     )
 

@@ -170,7 +170,9 @@ async def _serve(
     embedded: EmbeddedServer | None = None,
 ) -> None:
     store = open_store(config, url)
-    worker = Worker(store, default_registry, config)
+    # The lease keeper's own connections, in its own thread: a handler blocking the event loop
+    # must not make the leases of the tasks beside it lapse (worker/leases.py).
+    worker = Worker(store, default_registry, config, lease_store=lambda: open_store(config, url))
     _handle_signals(worker)
     reporter = None
     if supervised_by is not None:
