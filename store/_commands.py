@@ -7,7 +7,6 @@ shells over the same requests, the same checks and the same error mapping.
 from __future__ import annotations
 
 import enum
-import re
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from store._codec import decode_failure, decode_record, encode_reason, encode_tail
 from store._keys import Keys
+from store._redis_errors import refusal, reply_text
 from store._scripts import ScriptName
 from store.errors import (
     ExistsError,
@@ -99,11 +99,10 @@ REPLICA_ACK_TIMEOUT_MS = 1000
 # A call that fails with one of these may or may not have run on the server: the command may
 # have been lost on the way, or only its reply on the way back (a reset, a socket timeout).
 AMBIGUOUS = (RedisConnectionError, RedisTimeoutError)
+
+
 # What Redis 7 appends to an error raised inside a script: ' script: <sha>, on @user_script:N.'
 # (no sha when the script was sent by source).
-_SCRIPT_SUFFIX = re.compile(r"\.?\s*script: (\w+, )?on @user_script:\d+\.?$")
-
-
 @dataclass(frozen=True, slots=True)
 class Call:
     """One script invocation: which script, its KEYS and its ARGV."""
@@ -408,6 +407,9 @@ class Commands:
 
     def translate(self, error: ResponseError, call: Call) -> StoreError:
         """Map a script's error reply to the store's exception."""
+        refused = refusal(error, f"the {call.script} script")  # OOM, READONLY, NOPERM: passing
+        if refused is not None:
+            return refused
         code, _, detail = str(error).partition(" ")
         if code == ScriptError.STALE.value:
             return StaleVersionError(
@@ -422,7 +424,7 @@ class Commands:
         if code == ScriptError.STATE.value:
             at, _, state = detail.partition(" ")
             return state_error(call.script, call.subjects[int(at)], State(int(state)))
-        reply = _SCRIPT_SUFFIX.sub("", str(error)).rstrip(".")  # sha and line: not for users
+        reply = reply_text(error)  # sha and line: not for users
         return StoreError(f"the {call.script} script failed: {type(error).__name__}: {reply}")
 
 

@@ -2,11 +2,14 @@
 
 Nothing above store/ imports redis-py: the worker, the CLI and the HTTP listener catch
 StoreUnavailable (and its kin) instead. The script error codes (EXISTS, STALE, INVALID) are
-mapped one step earlier, by Commands.translate; what reaches here is the server or the network.
+mapped by Commands.translate, which first asks refusal() here whether the reply is the server
+refusing the call (OOM, READONLY, NOPERM); everything else that reaches translated() is the
+server or the network.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -14,16 +17,50 @@ from redis.exceptions import (
     AuthenticationError,
     AuthenticationWrongNumberOfArgsError,
     NoPermissionError,
+    OutOfMemoryError,
+    ReadOnlyError,
     RedisClusterException,
     RedisError,
+    ResponseError,
 )
 
-from store.errors import StoreAccessDenied, StoreUnavailable
+from store.errors import StoreAccessDenied, StoreError, StoreUnavailable
 
-__all__ = ["translated"]
+__all__ = ["refusal", "reply_text", "translated"]
 
 # The server refused who we are or what we asked: an ACL or a password to mend.
 _REFUSALS = (AuthenticationError, AuthenticationWrongNumberOfArgsError, NoPermissionError)
+# The server refused a call for a state that passes, before or at its first write (so nothing of
+# it was written): OOM, maxmemory reached until memory is freed; READONLY, a replica answering
+# writes, as during a failover until the clients follow the new master. The same call succeeds
+# later, so these are retried as an outage is (TransientError), never taken as an answer.
+_PASSING = (OutOfMemoryError, ReadOnlyError)
+# A command a script called refused by the ACL. Redis 7.0 answers it as a plain ERR with this
+# text ("... can't run this command or subcommand", "... can't access at least one of the
+# keys"); later versions may answer NOPERM, which redis-py raises as NoPermissionError.
+_SCRIPT_NOPERM = re.compile(r"^(NOPERM |The user executing the script can't )")
+# The script's SHA and line that Redis appends to an error raised inside a script.
+_SCRIPT_SUFFIX = re.compile(r"\.?\s*script: (\w+, )?on @user_script:\d+\.?$")
+
+
+def refusal(error: ResponseError, doing: str) -> StoreError | None:
+    """The store's error for a reply that refuses the call itself (not its arguments or data):
+    StoreUnavailable for OOM and READONLY, StoreAccessDenied for NOPERM; None for any other.
+
+    doing names the call for the message ("the settle script"); Redis's own text follows, without
+    the script's SHA and line.
+    """
+    detail = f"{doing} was refused: {reply_text(error)}"
+    if isinstance(error, _PASSING):
+        return StoreUnavailable(type(error).__name__, detail)
+    if isinstance(error, NoPermissionError) or _SCRIPT_NOPERM.match(str(error)):
+        return StoreAccessDenied(NoPermissionError.__name__, detail)
+    return None
+
+
+def reply_text(error: ResponseError) -> str:
+    """An error reply's text without the SHA and line of the script it came from."""
+    return _SCRIPT_SUFFIX.sub("", str(error)).rstrip(".")
 
 
 @contextmanager

@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = with_notes(f"cannot use the store: {describe(error)}", error)
         print(f"retryd: {message}", file=sys.stderr)
         return EXIT_NOT_FOUND
-    except StoreError as error:  # the server failed the call (an OOM reply of a full Redis)
+    except StoreError as error:  # the server failed the call (a BUSY reply, a script error)
         print(f"retryd: {with_notes(str(error), error)}", file=sys.stderr)
         return EXIT_UNREACHABLE
     except KeyboardInterrupt:

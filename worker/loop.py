@@ -343,9 +343,9 @@ class Worker:
         except SchemaVersionError:
             raise  # the store's schema is not this code's: say what to run, do not run on it
         except StoreError as error:
-            # Not an outage (BUSY: a long script; OOM: maxmemory reached), and not something a
-            # restart would mend: count it, say so and keep the process up (a crash loop would
-            # stop every other type's work too).
+            # Not an outage (BUSY: a long script runs; OOM and READONLY are ridden out as outages
+            # are), and not something a restart would mend: count it, say so and keep the
+            # process up (a crash loop would stop every other type's work too).
             self.metrics.redis_errors.inc()
             self.metrics.worker_errors["claimer"].inc()
             log.error("claim failed; retrying after poll_interval", error=str(error))

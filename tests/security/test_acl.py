@@ -14,7 +14,15 @@ import pytest
 import redis
 from redis.exceptions import NoPermissionError, ResponseError
 
-from store import Change, NotFoundError, Record, RedisStore, State, SyncRedisStore
+from store import (
+    Change,
+    NotFoundError,
+    Record,
+    RedisStore,
+    State,
+    StoreAccessDenied,
+    SyncRedisStore,
+)
 from tests.servers import RedisServer, redis_server
 
 ADMIN_PASSWORD = "admin-pw"
@@ -155,3 +163,22 @@ async def test_the_wake_channel_of_another_namespace_is_refused(server: RedisSer
         await asyncio.wait_for(pubsub.get_message(timeout=1.0), 5)
     await pubsub.aclose()  # type: ignore[no-untyped-call]
     await client.aclose()
+
+
+async def test_a_command_refused_inside_a_script_is_access_denied(server: RedisServer) -> None:
+    """NOPERM from a command a script calls (Redis 7.0 answers it as a plain ERR) is
+    StoreAccessDenied, as a refused command is outside a script: an ACL to mend, not a script
+    failure. Here the user lost HSET, which put_all's script calls."""
+    with server.client() as admin:
+        rules = acl_rules(NAMESPACE, APP_PASSWORD)  # the app user's rules, less HSET
+        if str(admin.info("server")["redis_version"]) < "7.2":
+            rules.remove("+client|setinfo")
+        admin.execute_command("ACL", "SETUSER", "no-hset", *rules, "-hset")
+    url = f"redis://no-hset:{APP_PASSWORD}@127.0.0.1:{server.port}"
+    async with RedisStore.from_url(url, namespace=NAMESPACE) as store:
+        with pytest.raises(StoreAccessDenied, match="the put_all script was refused") as refused:
+            await store.put_all(Record(task_id="denied", type=1, data=b"x"))
+    assert refused.value.kind == "NoPermissionError"
+    assert "script:" not in str(refused.value)  # the script's SHA and line are left out
+    with server.client() as admin:
+        assert not admin.hexists("{" + NAMESPACE + "}:tasks", "denied")
