@@ -28,11 +28,14 @@ from store import (
     Change,
     Claim,
     Claimed,
+    NotFoundError,
     NotReplicatedError,
     Record,
     SchemaVersionError,
+    State,
     StoreAccessDenied,
     StoreError,
+    TaskDetails,
     TransientError,
     ValidationError,
     WorkerStore,
@@ -68,6 +71,8 @@ _LAG_WARN_SECONDS = 1.0
 # retryd_event_loop_lag_seconds holds the longest lag this long: a stall stays visible to scrapes
 # made after it (a scrape during it waits for the loop), instead of the next 0.1 s probe's ~0.
 _LAG_HOLD_SECONDS = 60.0
+# How many tasks whose outcomes were refused are looked up at once, to say why each was.
+_REFUSED_LOOKUPS = 32
 # A loop that failed on an unexpected error starts again after this pause.
 _LOOP_RETRY_SECONDS = 1.0
 # An idle claimer woken for a type's next start token sleeps at least this long: a high rate is
@@ -644,22 +649,37 @@ class Worker:
             await self._log_refused(refused)
 
     async def _log_refused(self, refused: list[tuple[Record, Outcome]]) -> None:
-        """Say why each outcome was refused: a task deleted meanwhile has vanished; one still
-        stored was claimed again (or cancelled) at a later version."""
+        """Say why each outcome was refused: the task was deleted (vanished), cancelled, or
+        claimed again by another worker at a later version."""
+        reasons = await self._why_refused([record for record, _ in refused])
+        for (record, outcome), reason in zip(refused, reasons, strict=True):
+            _task_log(record).warning(f"outcome refused: {reason}", outcome=outcome.value)
+
+    async def _why_refused(self, records: list[Record]) -> list[str]:
+        """One lookup for all (which exist), then one per stored task, up to _REFUSED_LOOKUPS
+        at once: refusals come after faults and operators' actions, but may come by hundreds."""
+        unknown = "the task changed or vanished meanwhile"
         try:
-            stored: set[str] | None = await self._store.which_exist(
-                [record.task_id for record, _ in refused]
-            )
+            stored = await self._store.which_exist([record.task_id for record in records])
         except StoreError:  # cannot tell; the outcome is refused all the same
-            stored = None
-        for record, outcome in refused:
-            if stored is None:
-                message = "outcome refused: the task changed or vanished meanwhile"
-            elif record.task_id in stored:
-                message = "outcome refused: another worker holds the task now"
+            return [unknown] * len(records)
+        looked_up = [r.task_id for r in records if r.task_id in stored][:_REFUSED_LOOKUPS]
+        details = await asyncio.gather(
+            *(self._store.inspect(task_id) for task_id in looked_up), return_exceptions=True
+        )
+        found = dict(zip(looked_up, details, strict=True))
+        reasons = []
+        for record in records:
+            detail = found.get(record.task_id)
+            if record.task_id not in stored or isinstance(detail, NotFoundError):
+                reasons.append("the task vanished (deleted while it ran)")
+            elif detail is None or isinstance(detail, BaseException):
+                reasons.append("the task was claimed again or cancelled meanwhile")
+            elif _cancelled(detail):
+                reasons.append("the task was cancelled while it ran")
             else:
-                message = "outcome refused: the task vanished (deleted while it ran)"
-            _task_log(record).warning(message, outcome=outcome.value)
+                reasons.append("another worker holds the task now")
+        return reasons
 
     async def _settle_alone(self, batch: list[_Pending]) -> list[bool | None]:
         """Settle a batch; if the store refuses it as invalid, settle each change alone so that
@@ -771,6 +791,16 @@ class Worker:
         while self._unwritten:
             self._written.clear()
             await self._written.wait()
+
+
+def _cancelled(details: TaskDetails) -> bool:
+    """FAILED by a cancel: every store records it as the last failure 'Cancelled' (protocol)."""
+    failure = details.last_error
+    return (
+        details.record.state is State.FAILED
+        and failure is not None
+        and (failure.kind == "Cancelled")
+    )
 
 
 def _task_log(record: Any) -> Any:

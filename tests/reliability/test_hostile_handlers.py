@@ -7,7 +7,9 @@ asserts the outcome: states, runs in the ledger, log lines, exit codes, metrics.
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -23,7 +25,9 @@ from store._keys import Keys
 from tests.reliability.chaos_handlers import HOSTILE, HOSTILE_SYNC, NORMAL
 from tests.reliability.conftest import PoolFactory
 from tests.reliability.harness import (
+    REPO,
     REPORT,
+    RETRYD,
     Ledger,
     ReportRow,
     WorkerProc,
@@ -525,6 +529,61 @@ def test_lease_lost_is_logged_only_when_the_outcome_is_refused(
             0,
             f"all CONFIRMED in {elapsed:.2f} s",
             f"lease {lease} s (extended every 0.1 s): 0 'lease lost', 0 refused, all version 3",
+        )
+    )
+
+
+def test_a_task_cancelled_or_deleted_while_it_runs_is_called_so(
+    store_server: RedisServer,
+    store_client: redis.Redis,
+    ns: str,
+    ledger: Ledger,
+    make_pool: PoolFactory,
+) -> None:
+    """Case 7, a vanished task called vanished: `retryd cancel` and `retryd delete` while the
+    worker runs the tasks. Each refused outcome is logged once with what happened to its task
+    (cancelled; vanished, deleted), never "another worker holds the task now"; a third task
+    that nobody touched is CONFIRMED as usual."""
+    pool = make_pool(store_server.url, worker={"concurrency": 4, "lease": 2.0})
+    worker = pool.start()
+    plans = {task_id: {"sleep": 2.0} for task_id in ("to-cancel", "to-delete", "untouched")}
+    put_tasks(store_server.url, ns, plans)
+    wait_for(lambda: ledger.started() == 3, "the three runs to start", 10)
+    for command in ("cancel", "delete"):
+        done = subprocess.run(
+            [str(RETRYD), command, "--config", str(pool.config_path), f"to-{command}"],
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+    cancelled = "outcome refused: the task was cancelled while it ran"
+    vanished = "outcome refused: the task vanished (deleted while it ran)"
+    wait_for(
+        lambda: worker.count(cancelled) == 1 and worker.count(vanished) == 1,
+        "both refusals to be logged",
+        10,
+    )
+    untouched = "the untouched task to be confirmed"
+    wait_for(lambda: stored(store_client, ns, "untouched").state is State.CONFIRMED, untouched, 10)
+    refusals = {
+        e["task_id"]: e["event"]
+        for e in worker.events()
+        if e.get("event", "").startswith("outcome refused")
+    }
+    assert refusals == {"to-cancel": cancelled, "to-delete": vanished}
+    record = stored(store_client, ns, "to-cancel")
+    assert (record.state, record.version) == (State.FAILED, 3)  # put, claim, cancel
+    assert store_client.hget("{" + ns + "}:tasks", "to-delete") is None
+    REPORT.append(
+        ReportRow(
+            "13 i12.7 cancelled/deleted mid-run",
+            len(plans),
+            0,
+            0,
+            "-",
+            "refusals say 'cancelled while it ran' and 'vanished (deleted)'; the third CONFIRMED",
         )
     )
 

@@ -368,3 +368,26 @@ async def test_an_outcome_refused_for_a_deleted_task_calls_it_vanished(store: Wo
     ]
     assert await store.which_exist(["deleted", "kept"]) == {"kept"}
     assert (await store.get_by_task_id("kept")).state is State.CONFIRMED
+
+
+async def test_an_outcome_refused_for_a_cancelled_task_says_it_was_cancelled(
+    store: WorkerStore,
+) -> None:
+    """A task cancelled while it runs has its outcome refused, and the log says so (every store
+    records a cancel as the last failure 'Cancelled'), not that another worker holds it."""
+    registry = Registry()
+
+    @handler(type=TYPE, registry=registry)
+    async def cancelling(record: Record) -> None:
+        if record.task_id == "cancelled":
+            await store.cancel("cancelled")
+
+    await store.put_all(task("cancelled"), task("kept"))
+    with structlog.testing.capture_logs() as logs:
+        await burst(store, registry)
+    refused = [(e["task_id"], e["event"], e["outcome"]) for e in logs if "refused" in e["event"]]
+    assert refused == [
+        ("cancelled", "outcome refused: the task was cancelled while it ran", "confirmed")
+    ]
+    assert (await store.get_by_task_id("cancelled")).state is State.FAILED
+    assert (await store.get_by_task_id("kept")).state is State.CONFIRMED
