@@ -51,6 +51,9 @@ REPORT_SECONDS = 1.0
 _TICKS = "ticks"
 _METRICS = "metrics"
 _SUPERVISOR_PID = "supervisor.pid"
+_RUNTIME_PREFIX = "retryd-supervisor-"
+# A runtime directory without a pid file this old was left by a supervisor killed as it started.
+_UNCLAIMED_SECONDS = 60.0
 
 
 class _Inflight(Protocol):
@@ -128,8 +131,15 @@ def _add_samples(samples: Iterable[Sample]) -> list[Sample]:
 
 @contextlib.contextmanager
 def runtime_directory() -> Iterator[Path]:
-    """A fresh directory for the children's metrics and ticks, removed with everything in it."""
-    directory = Path(tempfile.mkdtemp(prefix="retryd-supervisor-"))
+    """A fresh directory for the children's metrics and ticks, removed with everything in it.
+
+    The directories that SIGKILLed supervisors left behind are removed first (stale_directories).
+    """
+    parent = Path(tempfile.gettempdir())
+    for stale in stale_directories(parent):
+        shutil.rmtree(stale, ignore_errors=True)
+        log.info("removed the runtime directory of a supervisor that is gone", path=str(stale))
+    directory = Path(tempfile.mkdtemp(prefix=_RUNTIME_PREFIX, dir=parent))
     try:
         (directory / _METRICS).mkdir()
         (directory / _TICKS).mkdir()
@@ -138,6 +148,46 @@ def runtime_directory() -> Iterator[Path]:
         yield directory
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def stale_directories(parent: Path) -> list[Path]:
+    """Our runtime directories in parent whose supervisor is gone and none of whose children
+    still runs (one may drain for its shutdown_grace after the supervisor was killed).
+
+    A directory whose pid file is missing or unreadable is stale once older than
+    _UNCLAIMED_SECONDS (its supervisor died between making it and writing the file). Another
+    user's directories are left alone, as are those of a pid that exists (even if reused).
+    """
+    stale = []
+    for directory in parent.glob(f"{_RUNTIME_PREFIX}*"):
+        try:
+            info = directory.lstat()
+            if not directory.is_dir() or directory.is_symlink() or info.st_uid != os.getuid():
+                continue
+            try:
+                owner = int((directory / _SUPERVISOR_PID).read_text(encoding="ascii"))
+            except (OSError, ValueError):
+                if time.time() - info.st_mtime > _UNCLAIMED_SECONDS:
+                    stale.append(directory)
+                continue
+            children = [int(f.name) for f in (directory / _TICKS).glob("*") if f.name.isdigit()]
+        except OSError:  # removed meanwhile (by another supervisor starting), or unreadable
+            continue
+        if not any(_pid_exists(pid) for pid in (owner, *children)):
+            stale.append(directory)
+    return stale
+
+
+def _pid_exists(pid: int) -> bool:
+    if pid <= 0:
+        return True  # not a process we could tell about: keep its directory
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def child_environment(runtime_dir: Path, redis_url: str | None) -> dict[str, str]:

@@ -194,3 +194,71 @@ def test_a_process_count_out_of_range_is_refused_before_anything_starts(retryd: 
     process = retryd.start("--processes", "0")
     assert process.wait(timeout=20) == 2
     assert "worker.processes: must be in 1..256, got 0" in retryd.stderr(process)
+
+
+def runtime_dirs(parent: Path) -> dict[str, Path]:
+    """The supervisors' runtime directories in parent, by the pid each names (or its name)."""
+    found = {}
+    for directory in parent.glob("retryd-supervisor-*"):
+        pid_file = directory / "supervisor.pid"
+        found[pid_file.read_text() if pid_file.exists() else directory.name] = directory
+    return found
+
+
+def test_a_killed_supervisors_runtime_directory_is_removed_at_the_next_start(
+    retryd: Retryd, tasks: SyncRedisStore, tmp_path: Path
+) -> None:
+    """A SIGKILLed supervisor leaves its runtime directory behind; the next supervisor to start
+    (same TMPDIR) removes it, and any other whose supervisor and children are all gone, but
+    keeps those of a live supervisor, of a child still draining, and one just being made."""
+    parent = tmp_path / "runtime"
+    parent.mkdir()
+    env = {"TMPDIR": str(parent)}
+    ended = subprocess.Popen(["true"])  # a pid that has just ended
+    ended.wait()
+    planted: dict[str, tuple[int | None, list[int]]] = {
+        "live": (os.getpid(), []),  # a supervisor still running: this test
+        "draining": (ended.pid, [os.getpid()]),  # gone, but a child of it still runs
+        "unclaimed-old": (None, []),  # no pid file, older than a minute: left by a crash
+        "unclaimed-new": (None, []),  # no pid file yet: a supervisor starting right now
+    }
+    for name, (owner, children_pids) in planted.items():
+        directory = parent / f"retryd-supervisor-{name}"
+        (directory / "ticks").mkdir(parents=True)
+        for pid in children_pids:
+            (directory / "ticks" / str(pid)).write_text("0")
+        if owner is not None:
+            (directory / "supervisor.pid").write_text(str(owner))
+    old = parent / "retryd-supervisor-unclaimed-old"
+    os.utime(old, (os.path.getatime(old), os.path.getmtime(old) - 120))
+
+    port = free_port()
+    sections = {"metrics": {"host": "127.0.0.1", "port": port}}
+    first = retryd.start("--processes", "2", env=env, sections=sections)
+    wait_for(lambda: len(children(first.pid)) == 2, "two worker processes")
+    wait_for(lambda: str(first.pid) in runtime_dirs(parent), "the first runtime directory")
+    workers = children(first.pid)
+    first.kill()
+    first.wait()
+    wait_for(lambda: not any(alive(pid) for pid in workers), "the orphaned workers to exit", 30)
+    left = runtime_dirs(parent)[str(first.pid)]
+    assert left.is_dir()  # SIGKILL: nobody removed it
+
+    second = retryd.start("--processes", "2", env=env, sections=sections)
+    wait_for(lambda: len(children(second.pid)) == 2, "two worker processes")
+    wait_for(lambda: str(second.pid) in runtime_dirs(parent), "the second runtime directory")
+    names = sorted(p.name for p in parent.iterdir())
+    assert names == sorted(
+        [f"retryd-supervisor-{n}" for n in ("live", "draining", "unclaimed-new")]
+        + [runtime_dirs(parent)[str(second.pid)].name]
+    ), names
+
+    def removed(supervisor: subprocess.Popen[bytes]) -> list[str]:
+        said = "removed the runtime directory of a supervisor that is gone"
+        return [e["path"] for e in retryd.events(supervisor) if e.get("event") == said]
+
+    assert removed(first) == [str(old)]  # each start cleans up: the first found the old one
+    assert removed(second) == [str(left)]
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(timeout=30) == 0
+    assert str(second.pid) not in runtime_dirs(parent)  # a clean exit removes its own
