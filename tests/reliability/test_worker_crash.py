@@ -10,6 +10,7 @@ import time
 
 import redis
 
+from store.record import to_micros
 from tests.reliability.chaos_handlers import NORMAL
 from tests.reliability.conftest import PoolFactory
 from tests.reliability.harness import (
@@ -19,6 +20,7 @@ from tests.reliability.harness import (
     Ledger,
     ReportRow,
     Run,
+    Verdict,
     check_invariants,
     pending_count,
     put_tasks,
@@ -33,6 +35,9 @@ LEASE = 1.0
 KILLS = 6
 RATE_PER_SECOND = 250
 RATE_BATCH = 25
+# No orphan waits, nor any due task while the pool has room, this much past a lease: far above
+# the ~1 s they take on a quiet machine, below the 60 s the queue is given to drain.
+STALL_CEILING = 15.0
 
 
 def produce(url: str, namespace: str, plans: dict[str, dict[str, float]]) -> None:
@@ -56,6 +61,33 @@ def recovery_seconds(runs: dict[str, list[Run]], faults: Faults) -> list[float]:
         if waits:
             per_kill.append(max(waits))
     return per_kill
+
+
+def overtaken_orphans(verdict: Verdict, faults: Faults, slack_us: int) -> list[tuple[str, str]]:
+    """(orphan, task) pairs where a task put more than LEASE + slack after the kill started its
+    first run before the orphan ran again. Claims go oldest due first and an orphan is due when
+    its lease ends (at most LEASE after the kill), so on a machine however slow, younger tasks
+    never overtake it by more than the slack: an ordering, not a wall-clock bound."""
+    firsts = sorted(
+        (task_runs[0].start, task_id)
+        for task_id, task_runs in verdict.runs.items()
+        if task_id in verdict.scan.records
+    )
+    killed = dict(faults.kills)
+    overtaken = []
+    for task_id, task_runs in verdict.runs.items():
+        for earlier, later in itertools.pairwise(task_runs):
+            if earlier.pid not in killed or earlier.end is not None:
+                continue
+            due_by = killed[earlier.pid] + int(LEASE * 1e6) + slack_us
+            for start, other in firsts:
+                if start >= later.start:
+                    break
+                created = verdict.scan.records[other].created_at
+                assert created is not None
+                if to_micros("created_at", created) > due_by:
+                    overtaken.append((task_id, other))
+    return overtaken
 
 
 def open_runs_by_pid(ledger: Ledger) -> dict[int, int]:
@@ -109,8 +141,15 @@ def test_sigkill_mid_handler_loses_nothing(
     assert verdict.duplicates <= kills * 2 * CONCURRENCY
     assert completed_twice <= kills * CONCURRENCY
     assert recovery, "no kill orphaned a run"
-    assert max(recovery) < LEASE + 1.5, recovery
-    assert monitor.longest < LEASE + 0.2 + 0.2 + 1.0, (monitor.longest, monitor.longest_task)
+    # Orphans run again in due order, before any task put after their leases ended (plus 1 s
+    # for a claim in flight): this holds at any load, where "within lease + 1.5 s" did not (a
+    # load average of 8 made it 2-7 s, the time for the killed workers' replacements to start).
+    overtaken = overtaken_orphans(verdict, pool.faults, slack_us=1_000_000)
+    assert not overtaken, f"tasks put later ran before orphans (orphan, task): {overtaken[:5]}"
+    # Ceilings for a stuck orphan or a starved due task, with room for a loaded machine:
+    # unloaded, both stay under lease + 1.5 s (docs/reliability.md, scenario 1).
+    assert max(recovery) < LEASE + STALL_CEILING, recovery
+    assert monitor.longest < LEASE + STALL_CEILING, (monitor.longest, monitor.longest_task)
     REPORT.append(
         ReportRow(
             "1 SIGKILL workers mid-handler",
