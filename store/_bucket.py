@@ -12,10 +12,13 @@ per token; taking n tokens pushes full_at n intervals further. Only whole tokens
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from datetime import datetime
 
-from store.worker_types import Rate
+from store.record import from_micros, to_micros
+from store.worker_types import Claim, Claimed, Rate
 
-__all__ = ["current", "next_token_at", "take", "tokens"]
+__all__ = ["claim_result", "current", "next_token_at", "take", "tokens"]
 
 # A bucket exactly n tokens short by arithmetic may come out a hair more than n short in
 # doubles: this much of a token is forgiven, so a boundary is not one token short.
@@ -53,3 +56,42 @@ def take(full_at: float | None, now: int, rate: Rate, count: int) -> float:
 def next_token_at(full_at: float, rate: Rate) -> int:
     """The first microsecond at which a bucket full again at full_at holds a whole token."""
     return math.ceil(full_at - (rate.burst - 1) * interval_us(rate))
+
+
+def claim_result(
+    now: datetime,
+    tasks: list[Claimed],
+    first: Mapping[int, datetime],
+    caps: Mapping[int, int],
+    rates: Mapping[int, Rate],
+    full: Mapping[int, float | None],
+    leased: Mapping[int, int],
+) -> Claim:
+    """A claim's answer from what is left after it, per type, as claim.lua reports it.
+
+    first holds the earliest next_attempt_at among each claimed type's PENDING tasks after the
+    claim (types with none left out), full each rated type's bucket after it, leased how many
+    of each type it leased."""
+    now_us = to_micros("now", now)
+    held_by_rate: dict[int, datetime] = {}
+    held_by_limit: set[int] = set()
+    next_due: datetime | None = None
+    for task_type, earliest in first.items():
+        at = earliest
+        if earliest <= now and task_type in rates:
+            bucket = full.get(task_type)
+            if tokens(bucket, now_us, rates[task_type]) < 1:
+                assert bucket is not None, "a full bucket holds burst >= 1 tokens"
+                at = held_by_rate[task_type] = from_micros(next_token_at(bucket, rates[task_type]))
+        capped = task_type in caps and leased.get(task_type, 0) >= caps[task_type]
+        if earliest <= now and capped:
+            held_by_limit.add(task_type)
+        next_due = at if next_due is None else min(next_due, at)
+    return Claim(
+        now=now,
+        tasks=tasks,
+        next_due=next_due,
+        damaged=[],
+        held_by_rate=held_by_rate,
+        held_by_limit=frozenset(held_by_limit),
+    )

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequen
 from datetime import UTC, datetime, timedelta
 from typing import Self
 
-from store._bucket import current, next_token_at, take, tokens
+from store._bucket import claim_result, current, take, tokens
 from store.errors import ExistsError, NotFoundError, StaleVersionError
 from store.lifecycle import Failure, Pruned, Reason, TaskDetails, TypeCursor
 from store.presence import Beat, Presence, TypeCounts
@@ -314,47 +314,12 @@ class MemoryStore:
             # Kept as this claim read it (current: no emptier than empty), less what it took.
             spent = take(full[task_type], now_us, rate, leased[task_type])
             full[task_type] = self._buckets[task_type] = spent
-        return self._claim_result(now, tasks, max_attempts, caps, rates, full, leased)
-
-    def _claim_result(
-        self,
-        now: datetime,
-        tasks: list[Claimed],
-        max_attempts: Mapping[int, int],
-        caps: Mapping[int, int],
-        rates: Mapping[int, Rate],
-        full: Mapping[int, float | None],
-        leased: Mapping[int, int],
-    ) -> Claim:
-        """What is left after a claim, per type, as claim.lua reports it."""
-        now_us = to_micros("now", now)
         first: dict[int, datetime] = {}
         for r in self._pending(max_attempts):
             assert r.next_attempt_at is not None
             if r.type not in first or r.next_attempt_at < first[r.type]:
                 first[r.type] = r.next_attempt_at
-        held_by_rate: dict[int, datetime] = {}
-        held_by_limit: set[int] = set()
-        next_due: datetime | None = None
-        for task_type, at in first.items():
-            if at <= now and task_type in rates:
-                bucket = full[task_type]
-                if tokens(bucket, now_us, rates[task_type]) < 1:
-                    assert bucket is not None, "a full bucket holds burst >= 1 tokens"
-                    at = from_micros(next_token_at(bucket, rates[task_type]))
-                    held_by_rate[task_type] = at
-            capped = task_type in caps and leased[task_type] >= caps[task_type]
-            if capped and first[task_type] <= now:
-                held_by_limit.add(task_type)
-            next_due = at if next_due is None else min(next_due, at)
-        return Claim(
-            now=now,
-            tasks=tasks,
-            next_due=next_due,
-            damaged=[],
-            held_by_rate=held_by_rate,
-            held_by_limit=frozenset(held_by_limit),
-        )
+        return claim_result(now, tasks, first, caps, rates, full, leased)
 
     def _pending(self, max_attempts: Mapping[int, int]) -> list[Record]:
         return [

@@ -8,20 +8,13 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
-from store.errors import SchemaVersionError, ValidationError
+from store.errors import SchemaVersionError
 from store.postgres._connection import pool_options
 from store.postgres._plans import Plans
 from store.postgres._schema import Schema
 from store.protocol import DEFAULT_MAX_DATA_BYTES
 
-__all__ = ["PostgresStoreBase", "no_flow_control"]
-
-
-def no_flow_control(field: str) -> ValidationError:
-    """The refusal of a claim's per-type limits or rates, until this store keeps buckets."""
-    return ValidationError(
-        field, "per-type limits and rates are not offered by the PostgreSQL store yet"
-    )
+__all__ = ["PostgresStoreBase"]
 
 
 PoolT = TypeVar("PoolT")
@@ -45,6 +38,8 @@ class PostgresStoreBase(Generic[PoolT]):
         self.schema = Schema.for_namespace(namespace)
         self._plans = Plans(self.schema, max_data_bytes)
         self._owns_pool = owns_pool
+        # The types whose rate bucket row this store knows exists (claim makes it once).
+        self._rate_buckets: set[int] = set()
 
     @classmethod
     def from_url(

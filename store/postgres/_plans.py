@@ -18,7 +18,7 @@ from store.postgres._schema import Schema
 from store.postgres._statements import ByIds, Query, Row, Statements
 from store.presence import Presence, TypeCounts
 from store.record import Ordering, Record, State, to_utc
-from store.worker_types import Change, Claim, ServerFacts, Stats
+from store.worker_types import Change, Claim, Rate, ServerFacts, Stats
 
 __all__ = ["Plan", "Plans"]
 
@@ -112,10 +112,19 @@ class Plans:
     # --- the worker's side ------------------------------------------------------------------
 
     def claim(
-        self, max_attempts: Mapping[int, int], limit: int, lease_seconds: float
+        self,
+        max_attempts: Mapping[int, int],
+        limit: int,
+        lease_seconds: float,
+        type_limits: Mapping[int, int] | None = None,
+        rates: Mapping[int, Rate] | None = None,
     ) -> Plan[Claim]:
-        query = self.statements.claim(max_attempts, limit, lease_seconds)
-        return Plan(query, self.statements.claim_done)
+        query = self.statements.claim(max_attempts, limit, lease_seconds, type_limits, rates)
+        return Plan(query, lambda rows: self.statements.claim_done(rows, type_limits, rates))
+
+    def rate_buckets(self, task_types: Collection[int]) -> Plan[None]:
+        """Make the bucket rows of these types where there are none (before a rated claim)."""
+        return Plan(self.statements.rate_buckets(task_types), lambda rows: None)
 
     def settle(self, changes: Sequence[Change]) -> Plan[list[bool]]:
         query = self.statements.settle(changes)

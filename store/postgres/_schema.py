@@ -35,6 +35,7 @@ QueryName = Literal[
     "list_type_desc",
     "count",
     "claim",
+    "rate_buckets",
     "settle",
     "extend",
     "stats",

@@ -7,12 +7,14 @@ and the same errors.
 
 from __future__ import annotations
 
+import collections
 import itertools
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from store._bucket import claim_result, take
 from store.errors import ExistsError, NotFoundError, StaleVersionError, ValidationError
 from store.lifecycle import Failure, Pruned, TaskDetails, TypeCursor
 from store.postgres._schema import QueryName, Schema
@@ -22,6 +24,7 @@ from store.protocol import (
     check_batch_limit,
     check_beat,
     check_beats,
+    check_claim,
     check_query,
     check_task_ids,
     check_type_query,
@@ -38,9 +41,10 @@ from store.record import (
     check_state,
     check_task_id,
     from_micros,
+    to_micros,
     to_utc,
 )
-from store.worker_types import Change, Claim, Claimed, ServerFacts, Stats
+from store.worker_types import Change, Claim, Claimed, Rate, ServerFacts, Stats
 
 __all__ = ["ByIds", "Query", "Row", "Statements"]
 
@@ -187,30 +191,60 @@ class Statements:
 
     # --- the worker's side ------------------------------------------------------------------
 
-    def claim(self, max_attempts: Mapping[int, int], limit: int, lease_seconds: float) -> Query:
+    def claim(
+        self,
+        max_attempts: Mapping[int, int],
+        limit: int,
+        lease_seconds: float,
+        type_limits: Mapping[int, int] | None = None,
+        rates: Mapping[int, Rate] | None = None,
+    ) -> Query:
         if not max_attempts:
             raise ValidationError("types", "claim needs at least one task type")
-        lease = seconds_to_micros("lease", lease_seconds)
+        lease = check_claim(max_attempts, limit, lease_seconds, type_limits, rates)
+        caps, rates = type_limits or {}, rates or {}
+        types = list(max_attempts)
         return self._query(
             "claim",
-            types=[check_uint32("type", t) for t in max_attempts],
-            max_attempts=[check_uint32("max_attempts", m) for m in max_attempts.values()],
-            limit=check_uint32("limit", limit),
+            types=types,
+            max_attempts=[max_attempts[t] for t in types],
+            caps=[caps.get(t, 0) for t in types],
+            per_second=[float(rates[t].per_second) if t in rates else 0.0 for t in types],
+            bursts=[rates[t].burst if t in rates else 0 for t in types],
+            rated=[t for t in types if t in rates],
+            limit=limit,
             lease=timedelta(microseconds=lease),
             abandoned=ABANDONED,
         )
 
-    def claim_done(self, rows: Sequence[Row]) -> Claim:
-        """Rows of (record..., due_at, now, next_due); a lone row of NULLs: nothing taken."""
-        first = rows[0]
-        now, next_due = to_utc(first[11]), first[12]
-        tasks = [Claimed(to_record(row), to_utc(row[10])) for row in rows if row[0] is not None]
-        return Claim(
-            now=now,
-            tasks=tasks,
-            next_due=None if next_due is None else to_utc(next_due),
-            damaged=[],  # the table's constraints keep every row sound
-        )
+    def claim_done(
+        self,
+        rows: Sequence[Row],
+        type_limits: Mapping[int, int] | None = None,
+        rates: Mapping[int, Rate] | None = None,
+    ) -> Claim:
+        """Rows of (record..., due_at, now, types, their earliest PENDING next_attempt_at,
+        rated types, their buckets as read); a lone row of NULLs but for those: nothing taken.
+        What was held back, and next_due, are worked out as for every store (_bucket.py)."""
+        first_row = rows[0]
+        now = to_utc(first_row[11])
+        now_us = to_micros("now", now)
+        tasks = [Claimed(to_record(r), to_utc(r[10])) for r in rows if r[0] is not None]
+        first = {
+            int(t): to_utc(at)
+            for t, at in zip(first_row[12], first_row[13], strict=True)
+            if at is not None
+        }
+        leased = collections.Counter(c.record.type for c in tasks)
+        rates = rates or {}
+        full: dict[int, float | None] = {}
+        for task_type, read in zip(first_row[14] or [], first_row[15] or [], strict=True):
+            rate = rates[int(task_type)]
+            full[int(task_type)] = take(read, now_us, rate, leased[int(task_type)])
+        return claim_result(now, tasks, first, type_limits or {}, rates, full, leased)
+
+    def rate_buckets(self, task_types: Collection[int]) -> Query:
+        return self._query("rate_buckets", types=sorted(task_types))
 
     def settle(self, changes: Sequence[Change]) -> Query:
         if not changes:

@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from store.errors import ExistsError, SchemaVersionError, StoreUnavailable
 from store.lifecycle import Pruned, TaskDetails, TypeCursor
-from store.postgres._base import PostgresStoreBase, no_flow_control
+from store.postgres._base import PostgresStoreBase
 from store.postgres._connection import SAVEPOINT, check_callers_connection
 from store.postgres._errors import LostReply, lost_reply, translated
 from store.postgres._facts import DatabaseFacts
@@ -153,11 +153,15 @@ class PostgresStore(PostgresStoreBase[AsyncConnectionPool[Any]]):
         type_limits: Mapping[int, int] | None = None,
         rates: Mapping[int, Rate] | None = None,
     ) -> Claim:
-        """Lease up to limit due PENDING tasks of the given types (type -> max_attempts).
-        Per-type limits and rates are not offered by this store yet: a ValidationError."""
-        if type_limits or rates:
-            raise no_flow_control("type_limits" if type_limits else "rates")
-        return await self._run(self._plans.claim(max_attempts, limit, lease_seconds))
+        """Lease up to limit due PENDING tasks of the given types (type -> max_attempts), within
+        type_limits and rates (WorkerStore.claim): one statement; a type's first claim with a
+        rate in this store makes its bucket row first (a statement of its own, once)."""
+        plan = self._plans.claim(max_attempts, limit, lease_seconds, type_limits, rates)
+        new = set(rates or ()) - self._rate_buckets
+        if new:
+            await self._run(self._plans.rate_buckets(new))
+            self._rate_buckets |= new
+        return await self._run(plan)
 
     async def settle(self, changes: Sequence[Change]) -> list[bool]:
         """Apply each change whose record still holds its version; False for the others."""

@@ -1,5 +1,5 @@
-"""Per-type flow control in a real Worker: [types.N] concurrency and rate, on MemoryStore and
-the test Redis, in burst mode.
+"""Per-type flow control in a real Worker: [types.N] concurrency and rate, on MemoryStore, the
+test Redis and PostgreSQL, in burst mode.
 
 Handlers are async and count themselves in and out on the test's own event loop, so the most
 runs of a type at once is exact, not sampled. Nothing is mocked.
@@ -16,18 +16,23 @@ from typing import Any
 import pytest
 
 from store import MemoryStore, Record, RedisStore, State, WorkerStore
+from tests.pg import postgres_store
 from tests.worker.burst import BURST_TIMEOUT, task
 from worker import Config, Registry, Worker, handler
 
 LIMITED, OTHER = 7, 8
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "postgres"])
 async def store(
     request: pytest.FixtureRequest, redis_url: str, namespace: str
 ) -> AsyncIterator[WorkerStore]:
     if request.param == "memory":
         yield MemoryStore()
+        return
+    if request.param == "postgres":
+        async with postgres_store(request.getfixturevalue("postgres_url"), namespace) as pg:
+            yield pg
         return
     async with RedisStore.from_url(redis_url, namespace=namespace) as redis_store:
         yield redis_store
