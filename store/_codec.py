@@ -29,6 +29,9 @@ def encode_tail(record: Record) -> bytes:
     return struct.pack(">I", len(reference) + 1) + reference + record.data
 
 
+_STATE_OF = {state.value: state for state in State if state is not State.UNKNOWN}
+
+
 def decode_record(task_id: bytes | str, packed: bytes) -> Record:
     """Rebuild a Record from a task id and its stored value."""
     name = task_id.decode("utf-8") if isinstance(task_id, bytes) else task_id
@@ -44,7 +47,7 @@ def decode_record(task_id: bytes | str, packed: bytes) -> Record:
         type=task_type,
         data=packed[data_start:],
         reference_id=reference,
-        state=State(state),
+        state=_STATE_OF.get(state) or State(state),  # State() raises on an unknown value
         failed_attempts=failed,
         next_attempt_at=from_micros(next_at),
         created_at=from_micros(created),

@@ -295,7 +295,9 @@ class Commands:
         )
 
     def settle(self, changes: Sequence[Change]) -> Call:
-        check_changes(changes)
+        if not changes:
+            check_changes(changes)  # raises: a settle needs at least one change
+        # Each change is checked as it is packed, all before anything is sent.
         batch = b"".join(_pack_change(c) for c in changes)
         keys = [self.keys.tasks, self.keys.index_prefix, self.keys.list_prefix, self.keys.errors]
         return Call("settle", keys, [self.keys.wake_channel, batch])

@@ -112,6 +112,8 @@ _FIELD_NAMES = tuple(field.name for field in dataclasses.fields(Record))
 
 def check_state(field: str, state: object) -> State:
     """Return state as a State, refusing UNKNOWN and anything that is not a known state."""
+    if type(state) is State and state is not State.UNKNOWN:
+        return state  # the common case, without the enum lookup below
     if isinstance(state, bool) or not isinstance(state, int):
         raise ValidationError(field, f"must be a State, got {state!r}")
     try:

@@ -49,7 +49,7 @@ from worker.outage import Outage
 from worker.outcomes import Outcome, decide, release
 from worker.registry import HandlerSpec, Registry, retry_settings
 from worker.retention import Pruner
-from worker.runs import ABANDON_SECONDS, HandlerRun
+from worker.runs import ABANDON_SECONDS, HandlerRun, RunResult
 from worker.threads import HandlerThreads
 from worker.tracing import task_tracer
 
@@ -85,8 +85,7 @@ class _Running:
     claimed: Claimed
     spec: HandlerSpec
     retry: RetrySettings
-    task: asyncio.Task[None] | None = None  # an async handler's run
-    run: HandlerRun | None = None  # ...and the handler's own task inside it
+    run: HandlerRun | None = None  # an async handler's run
     ignored_cancel: bool = False  # the async handler ignored its cancellation: abandoned
     ended: bool = False  # its outcome is decided: its timeout no longer matters
     timed_out: bool = False
@@ -172,6 +171,9 @@ class Worker:
             on_recovered=self._outage.recovered,
         )
         self._settling: list[_Pending] = []  # the batch being written now
+        # Tasks claimed again while their outcome was being written: the settle's answer tells
+        # whether the claim is the task's next attempt or took it from under that outcome.
+        self._claimed_while_settling: dict[str, _Ready] = {}
         self._nudge = asyncio.Event()  # tasks put, a slot freed, or stop: claim again
         self._outcomes_ready = asyncio.Event()
         self._written = asyncio.Event()
@@ -403,15 +405,19 @@ class Worker:
     def _start_all(self, claim: Claim) -> None:
         received = time.monotonic()
         unwritten = {p.change.record.task_id: i for i, p in enumerate(self._pending)}
+        settling = {p.change.record.task_id for p in self._settling}
         for claimed in claim.tasks:
-            current = self._running.get(claimed.record.task_id)
+            task_id = claimed.record.task_id
+            ready = (claimed, (claim.now - claimed.due_at).total_seconds(), received)
+            current = self._running.get(task_id)
             if current is not None:
                 self._adopt(current, claimed)
-                continue
-            if claimed.record.task_id in unwritten:
-                self._adopt_outcome(unwritten[claimed.record.task_id], claimed)
-                continue
-            self._ready.append((claimed, (claim.now - claimed.due_at).total_seconds(), received))
+            elif task_id in unwritten:
+                self._adopt_outcome(unwritten[task_id], claimed)
+            elif task_id in settling:
+                self._claimed_while_settling[task_id] = ready  # decided by the settle's answer
+            else:
+                self._ready.append(ready)
         self._held.hold(claimed.record for claimed in claim.tasks)
         self._start_ready()
         for task_id in claim.damaged:
@@ -482,8 +488,8 @@ class Worker:
             running.span = self._tracer.start(record)
         self._none_running.clear()
         if running.spec.is_async:
+            running.started = time.perf_counter()
             running.run = self._handler_run(running, spec.func(record.clone()))
-            running.task = asyncio.create_task(self._execute(running))
         else:
             running.func, running.argument = spec.func, record.clone()
             running.started = time.perf_counter()
@@ -495,20 +501,19 @@ class Worker:
 
     def _handler_run(self, running: _Running, work: Awaitable[None]) -> HandlerRun:
         """The handler's own task, made inside its span: the task copies the active context."""
+        on_end = functools.partial(self._run_ended, running)
         if running.span is None:
-            return HandlerRun(work)
+            return HandlerRun(work, on_end)
         assert self._tracer is not None
         with self._tracer.activate(running.span):
-            return HandlerRun(work)
+            return HandlerRun(work, on_end)
 
-    async def _execute(self, running: _Running) -> None:
-        """An async handler's run: whatever it raises is its outcome (worker/runs.py)."""
-        assert running.run is not None
-        started = time.perf_counter()
-        result = await running.run.result()
+    def _run_ended(self, running: _Running, result: RunResult) -> None:
+        """An async handler's run ended: whatever it raised is its outcome (worker/runs.py)."""
+        seconds = time.perf_counter() - running.started
         if result.abandoned:
+            assert running.run is not None
             self._abandon(running, running.run)
-        seconds = time.perf_counter() - started
         self._finish(running, result.failure, seconds, cancelled=result.stopped)
 
     def _abandon(self, running: _Running, run: HandlerRun) -> None:
@@ -605,6 +610,12 @@ class Worker:
                 except BaseException:
                     self._pending[:0] = batch  # not lost: written when the writer goes on
                     self._outcomes_ready.set()
+                    # Not known whether they were written: the outcomes keep the new claims.
+                    for index, pending in enumerate(batch):
+                        task_id = pending.change.record.task_id
+                        if task_id in self._claimed_while_settling:
+                            claimed, _, _ = self._claimed_while_settling.pop(task_id)
+                            self._adopt_outcome(index, claimed)
                     raise
                 finally:
                     self._settling = []
@@ -634,6 +645,16 @@ class Worker:
         refused: list[tuple[Record, Outcome]] = []
         for pending, result in zip(batch, results, strict=True):
             record = pending.change.record
+            claimed_again = self._claimed_while_settling.pop(record.task_id, None)
+            if claimed_again is not None:
+                if result is False:  # the claim came first: the outcome takes the new claim
+                    self._pending.append(pending)
+                    self._adopt_outcome(len(self._pending) - 1, claimed_again[0])
+                    self._outcomes_ready.set()
+                    continue
+                # Written before the claim (or refused as invalid): the claim is a new attempt.
+                self._ready.append(claimed_again)
+                self._start_ready()
             if pending.outcome is None or result is None:
                 # Handed back unrun (not a run, no one else's business if refused), or refused as
                 # invalid (logged by _settle_alone).
@@ -768,14 +789,13 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._none_running.wait(), self._settings.shutdown_grace)
         if self._running:
-            late = [r.task for r in self._running.values() if r.task is not None]
-            for running in [r for r in self._running.values() if r.task is None]:
+            for running in [r for r in self._running.values() if r.run is None]:
                 self._abandon_thread(running)
             for running in list(self._running.values()):
                 if running.run is not None:
                     running.run.stop()
-            if late:  # within ABANDON_SECONDS: a handler that ignores its cancellation is left
-                await asyncio.wait(late)
+            # Within ABANDON_SECONDS: a handler that ignores its cancellation is given up on.
+            await self._none_running.wait()
         # Writing outcomes gets what is left of the grace, at least a few seconds: with Redis
         # away it would wait forever, and the unwritten tasks are due again after their leases.
         flush_seconds = max(deadline - time.monotonic(), _MIN_FLUSH_SECONDS)
