@@ -406,6 +406,7 @@ class Worker:
         received = time.monotonic()
         unwritten = {p.change.record.task_id: i for i, p in enumerate(self._pending)}
         settling = {p.change.record.task_id for p in self._settling}
+        waiting = {c.record.task_id: i for i, (c, _, _) in enumerate(self._ready)}
         for claimed in claim.tasks:
             task_id = claimed.record.task_id
             ready = (claimed, (claim.now - claimed.due_at).total_seconds(), received)
@@ -416,6 +417,8 @@ class Worker:
                 self._adopt_outcome(unwritten[task_id], claimed)
             elif task_id in settling:
                 self._claimed_while_settling[task_id] = ready  # decided by the settle's answer
+            elif task_id in waiting:  # claimed ahead and claimed again: one run, the new claim
+                self._ready[waiting[task_id]] = ready
             else:
                 self._ready.append(ready)
         self._held.hold(claimed.record for claimed in claim.tasks)
