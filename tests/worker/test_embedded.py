@@ -25,10 +25,21 @@ CONSOLE_SCRIPT = Path(sys.executable).with_name("retryd")
 STARTUP = 120.0
 
 
+_started: list[subprocess.Popen[bytes]] = []
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Iterator[Path]:
-    """A folder with no config.toml; any server left running at the end is shut down."""
+    """A folder with no config.toml; any run or server left running at the end is stopped (a
+    failed assertion must not leave a `retryd run` behind), and the runs' output is shown."""
     yield tmp_path
+    while _started:
+        run = _started.pop()
+        if run.poll() is None:
+            run.kill()
+            run.wait(timeout=30)
+    for log in sorted(tmp_path.glob("run-*.log")):
+        sys.stderr.write(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}\n")
     url = running_url(tmp_path / "var" / "embedded")
     if url is not None:
         with redis.Redis.from_url(url) as client, contextlib.suppress(redis.ConnectionError):
@@ -38,14 +49,17 @@ def project(tmp_path: Path) -> Iterator[Path]:
 def start_run(project: Path, *argv: str) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RETRYD_")}
     env["RETRYD_METRICS_PORT"] = "0"
-    return subprocess.Popen(
-        [str(CONSOLE_SCRIPT), "run", *argv],
-        cwd=project,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with (project / f"run-{len(_started)}.log").open("wb") as log:
+        run = subprocess.Popen(
+            [str(CONSOLE_SCRIPT), "run", *argv],
+            cwd=project,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    _started.append(run)
+    return run
 
 
 def server_pid(url: str) -> int:
