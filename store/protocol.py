@@ -303,6 +303,10 @@ def check_task_ids(task_ids: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(check_task_id(t) for t in task_ids))
 
 
+# The most tasks one claim may lease (claim.lua refuses more, so every store does).
+MAX_CLAIM_LIMIT = 1_000_000
+
+
 def check_claim(
     max_attempts: Mapping[int, int],
     limit: int,
@@ -314,7 +318,8 @@ def check_claim(
     if not max_attempts:
         raise ValidationError("types", "claim needs at least one task type")
     lease = seconds_to_micros("lease", lease_seconds)
-    check_uint32("limit", limit)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_CLAIM_LIMIT:
+        raise ValidationError("limit", f"must be an int in 1..{MAX_CLAIM_LIMIT}, got {limit!r}")
     for task_type, most in max_attempts.items():
         check_uint32("type", task_type)
         check_uint32("max_attempts", most)
