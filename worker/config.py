@@ -33,6 +33,10 @@ MAX_ATTEMPTS = 1_000_000
 # The most runs of one type a process may hold in flight ([types.N] concurrency); [worker]
 # concurrency bounds all types together anyway, so more than this is a typo.
 MAX_TYPE_CONCURRENCY = 100_000
+# Beyond these every claim would be refused (a store leases at most 1,000,000 at once), or a
+# process would start more handler threads than any machine runs.
+MAX_CONCURRENCY = 100_000
+MAX_BATCH = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +208,9 @@ class Config:
     def check(self) -> None:
         """Refuse values that parse but make no sense together."""
         _at_least("worker.concurrency", self.worker.concurrency, 1)
+        _at_most("worker.concurrency", self.worker.concurrency, MAX_CONCURRENCY)
         _at_least("worker.batch", self.worker.batch, 1)
+        _at_most("worker.batch", self.worker.batch, MAX_BATCH)
         _positive("worker.lease", self.worker.lease)
         _at_most("worker.lease", self.worker.lease, MAX_LEASE_SECONDS)
         _at_least("worker.shutdown_grace", self.worker.shutdown_grace, 0)

@@ -339,6 +339,8 @@ def test_a_decorator_max_delay_below_the_initial_delay_is_refused() -> None:
     ("document", "message"),
     [
         ({"worker": {"lease": 1e12}}, "worker.lease: must be at most 86400, got 1e+12"),
+        ({"worker": {"batch": 2_000_000}}, "worker.batch: must be at most 100000, got 2e+06"),
+        ({"worker": {"concurrency": 10**7}}, "worker.concurrency: must be at most 100000"),
         ({"retry": {"max_attempts": 10**12}}, "retry.max_attempts: must be at most 1e+06"),
         ({"retry": {"max_delay": 1e9}}, "retry.max_delay: must be at most 604800, got 1e+09"),
         (
@@ -359,7 +361,7 @@ def test_absurdly_large_values_are_refused_at_start_naming_the_key(
 def test_the_upper_bounds_themselves_are_accepted() -> None:
     config = Config.from_mapping(
         {
-            "worker": {"lease": 86400.0},
+            "worker": {"lease": 86400.0, "batch": 100_000, "concurrency": 100_000},
             "retry": {"max_attempts": 1_000_000, "initial_delay": 604800, "max_delay": 604800},
             "types": {
                 "7": {"concurrency": 100_000, "rate": 100_000, "burst": 100_000},
