@@ -18,6 +18,8 @@ import pytest
 
 from store import SyncRedisStore
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
 # Small, so "data larger than max_data_bytes" costs nothing to produce.
 MAX_DATA_BYTES = 64
 
@@ -38,6 +40,9 @@ Retryd = Callable[..., Result]
 def cli_env(redis_url: str, namespace: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RETRYD_")}
     env |= {
+        # `python -m worker.cli` runs in a temporary folder: import this checkout's code, not
+        # whatever checkout the venv was installed from.
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
         "RETRYD_REDIS_URL": redis_url,
         "RETRYD_REDIS_NAMESPACE": namespace,
         "RETRYD_STORE_MAX_DATA_BYTES": str(MAX_DATA_BYTES),
