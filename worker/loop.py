@@ -337,7 +337,8 @@ class Worker:
                 limit=limit,
                 lease_seconds=self._settings.lease,
                 type_limits=type_limits,
-                rates=self._rates or None,
+                # Only the claimed types' rates: a type at its concurrency limit is left out.
+                rates={t: r for t, r in self._rates.items() if t in max_attempts} or None,
             )
         except StoreAccessDenied as error:
             if not self._claimed_once:

@@ -137,6 +137,22 @@ async def test_a_rate_spaces_a_types_starts_and_the_other_type_runs_meanwhile(
     assert held >= 1
 
 
+async def test_a_type_with_both_a_concurrency_and_a_rate_keeps_both_and_no_claim_fails(
+    store: WorkerStore,
+) -> None:
+    """At its concurrency limit the type is left out of the claim, and so must its rate be: a
+    claim naming the rate of a type it does not claim was refused (every claim, while the type
+    was full), found by running it as a user would."""
+    overlap = Overlap()
+    await store.put_all(*(task(f"a{i}", LIMITED) for i in range(8)))
+    await store.put_all(*(task(f"b{i}", OTHER) for i in range(20)))
+    cfg = flow_config({str(LIMITED): {"concurrency": 1, "rate": 20, "burst": 2}})
+    worker = await burst(store, registry_of(overlap, 0.05), cfg)
+    assert await store.count_by_state(State.CONFIRMED) == 28
+    assert overlap.most[LIMITED] == 1
+    assert sample(worker, "retryd_worker_errors_total", loop="claimer") == 0
+
+
 async def test_runs_in_flight_are_shown_per_type(store: WorkerStore) -> None:
     registry, release = Registry(), asyncio.Event()
     inside = asyncio.Semaphore(0)
