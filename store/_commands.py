@@ -409,7 +409,7 @@ class Commands:
 
     def translate(self, error: ResponseError, call: Call) -> StoreError:
         """Map a script's error reply to the store's exception."""
-        refused = refusal(error, f"the {call.script} script")  # OOM, READONLY, NOPERM: passing
+        refused = refusal(error, f"the {call.script} script")  # OOM, BUSY, NOPERM...
         if refused is not None:
             return refused
         code, _, detail = str(error).partition(" ")

@@ -3,7 +3,7 @@
 Nothing above store/ imports redis-py: the worker, the CLI and the HTTP listener catch
 StoreUnavailable (and its kin) instead. The script error codes (EXISTS, STALE, INVALID) are
 mapped by Commands.translate, which first asks refusal() here whether the reply is the server
-refusing the call (OOM, READONLY, NOPERM); everything else that reaches translated() is the
+refusing the call (OOM, READONLY, BUSY, NOPERM); everything else that reaches translated() is the
 server or the network.
 """
 
@@ -35,6 +35,11 @@ _REFUSALS = (AuthenticationError, AuthenticationWrongNumberOfArgsError, NoPermis
 # writes, as during a failover until the clients follow the new master. The same call succeeds
 # later, so these are retried as an outage is (TransientError), never taken as an answer.
 _PASSING = (OutOfMemoryError, ReadOnlyError)
+# Replies that say the call was not run at all, for a state that passes: BUSY, another script
+# runs past busy-reply-threshold (until it ends or is killed); LOADING, the dataset is loading;
+# MASTERDOWN, a replica lost its master; TRYAGAIN and CLUSTERDOWN, a cluster in resharding or
+# failover. redis-py raises most of them as a plain ResponseError from a script call.
+_PASSING_REPLY = re.compile(r"^(BUSY|LOADING|MASTERDOWN|TRYAGAIN|CLUSTERDOWN) ")
 # A command a script called refused by the ACL. Redis 7.0 answers it as a plain ERR with this
 # text ("... can't run this command or subcommand", "... can't access at least one of the
 # keys"); later versions may answer NOPERM, which redis-py raises as NoPermissionError.
@@ -45,7 +50,8 @@ _SCRIPT_SUFFIX = re.compile(r"\.?\s*script: (\w+, )?on @user_script:\d+\.?$")
 
 def refusal(error: ResponseError, doing: str) -> StoreError | None:
     """The store's error for a reply that refuses the call itself (not its arguments or data):
-    StoreUnavailable for OOM and READONLY, StoreAccessDenied for NOPERM; None for any other.
+    StoreUnavailable for OOM, READONLY, BUSY and the like, StoreAccessDenied for NOPERM; None
+    for any other.
 
     doing names the call for the message ("the settle script"); Redis's own text follows, without
     the script's SHA and line.
@@ -53,6 +59,9 @@ def refusal(error: ResponseError, doing: str) -> StoreError | None:
     detail = f"{doing} was refused: {reply_text(error)}"
     if isinstance(error, _PASSING):
         return StoreUnavailable(type(error).__name__, detail)
+    passing = _PASSING_REPLY.match(str(error))
+    if passing:
+        return StoreUnavailable(passing.group(1), detail)
     if isinstance(error, NoPermissionError) or _SCRIPT_NOPERM.match(str(error)):
         return StoreAccessDenied(NoPermissionError.__name__, detail)
     return None

@@ -6,6 +6,8 @@ them; leases that must hold are long (LONG_LEASE), so a slow machine cannot flip
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -25,10 +27,12 @@ from store import (
     Record,
     RedisStore,
     State,
+    StoreUnavailable,
     SyncRedisStore,
     ValidationError,
 )
 from tests.conftest import namespace_keys
+from tests.servers import redis_server, wait_for
 
 SHORT_LEASE = 0.05
 PAST_SHORT_LEASE = 0.08
@@ -375,3 +379,41 @@ async def test_a_claim_without_rates_leaves_the_buckets_alone(redis_store: Redis
         float(stored)
         == (claim.now - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1) + 1_000_000
     )
+
+
+async def test_a_busy_server_is_an_outage_not_a_failure() -> None:
+    """Another client's script running past busy-reply-threshold: every script call is answered
+    BUSY and not run. That passes (the script ends or is killed), so it is StoreUnavailable (the
+    worker backs off as through an outage), never a plain StoreError logged as a loop failure."""
+    with redis_server("--busy-reply-threshold", "100") as server:
+        store = RedisStore.from_url(server.url, namespace="busy")
+        await store.put_all(Record("a", 7, b"x"))
+        blocker = threading.Thread(target=_run_busy_script, args=(server.url,), daemon=True)
+        blocker.start()
+        try:
+            wait_for(lambda: _busy(server.url), "the server to answer BUSY", 10)
+            with pytest.raises(StoreUnavailable) as caught:
+                await store.claim({7: 3}, limit=1, lease_seconds=5.0)
+            assert caught.value.kind == "BUSY"
+            assert "the claim script was refused: BUSY" in str(caught.value)
+        finally:
+            with redis.Redis.from_url(server.url) as client:
+                client.script_kill()
+            blocker.join(10)
+        claim = await store.claim({7: 3}, limit=1, lease_seconds=5.0)  # refused, not run: now it is
+        assert [c.record.task_id for c in claim.tasks] == ["a"]
+        await store.aclose()
+
+
+def _run_busy_script(url: str) -> None:
+    with redis.Redis.from_url(url) as client, contextlib.suppress(redis.ResponseError):
+        client.eval("while true do end", 0)  # ends with an error reply once killed
+
+
+def _busy(url: str) -> bool:
+    with redis.Redis.from_url(url) as client:
+        try:
+            client.ping()
+        except redis.ResponseError as error:
+            return str(error).startswith("BUSY")
+        return False
