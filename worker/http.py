@@ -214,12 +214,12 @@ class _StatsCache:
             self._errors.inc()
             kind = error_kind(error)
             if self._error is None:
-                log.warning("redis stats unavailable", error=kind)
+                log.warning("store stats unavailable", error=kind)
             # The kind only: the client's messages name hosts, and a URL could carry a password.
-            self._error = f"redis unavailable ({kind})"
+            self._error = f"store unavailable ({kind})"
         else:
             if self._error is not None:
-                log.info("redis stats available again")
+                log.info("store stats available again")
             self._error = None
             self._last = _StatsRead(stats, time.monotonic())
             self._warn_about_unhandled(stats)

@@ -56,7 +56,7 @@ class Outage:
             # success: the same outage, not a new one worth two more lines.
             self._quiet = self._since - self._recovered_at < SAME_OUTAGE_SECONDS
             if not self._quiet:
-                log.warning("redis unavailable; retrying with backoff", error=describe(error))
+                log.warning("store unavailable; retrying with backoff", error=describe(error))
         return compute_backoff(
             self._failures,
             initial_delay_seconds=_FIRST_WAIT_SECONDS,
@@ -69,7 +69,7 @@ class Outage:
             self._recovered_at = time.monotonic()
             if not self._quiet:
                 down = round(self._recovered_at - self._since, 3)
-                log.warning("redis available again", down_seconds=down)
+                log.warning("store available again", down_seconds=down)
             self._since = None
             self._failures = 0
 

@@ -119,7 +119,7 @@ async def test_readyz_follows_redis_down_and_back_on_the_same_port(
                 body = json.loads(reply.body)
                 assert body == {
                     "status": "unavailable",
-                    "reason": "redis unavailable (ConnectionError)",
+                    "reason": "store unavailable (ConnectionError)",
                 }
                 assert password.encode() not in reply.body
                 assert str(server.port).encode() not in reply.body

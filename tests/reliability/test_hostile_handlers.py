@@ -152,7 +152,7 @@ def test_an_oom_reply_to_lease_extension_does_not_end_the_lease_keeper(
         record = stored(store_client, ns, task_id)
         assert (record.version, record.failed_attempts) == (3, 0)  # put, claim, outcome: once
     outages = [
-        e for e in worker.events() if e.get("event") == "redis unavailable; retrying with backoff"
+        e for e in worker.events() if e.get("event") == "store unavailable; retrying with backoff"
     ]
     assert outages, worker.stderr()
     assert all("OutOfMemoryError" in e["error"] for e in outages), outages

@@ -22,8 +22,8 @@ from tests.reliability.harness import (
 )
 from tests.servers import RedisServer, free_port, wait_for
 
-UNAVAILABLE = "redis unavailable; retrying with backoff"
-AVAILABLE = "redis available again"
+UNAVAILABLE = "store unavailable; retrying with backoff"
+AVAILABLE = "store available again"
 
 
 def first_end_after(ledger: Ledger, moment_us: int) -> float:

@@ -22,7 +22,7 @@ from tests.servers import RedisServer, free_port, wait_for
 
 STALLED = "outcomes cannot be written; claiming paused until they are"
 RESUMED = "outcomes written again; claiming resumed"
-UNAVAILABLE = "redis unavailable; retrying with backoff"
+UNAVAILABLE = "store unavailable; retrying with backoff"
 
 
 def stored(client: redis.Redis, ns: str, task_id: str) -> Any:

@@ -59,7 +59,7 @@ def test_script_flush_never_reaches_a_task(
     logs = pool.all_stderr()
     assert "NOSCRIPT" not in logs
     assert "handler failed" not in logs
-    assert "redis unavailable" not in logs
+    assert "store unavailable" not in logs
     assert verdict.duplicates == 0
     assert all(r.failed_attempts == 0 for r in verdict.scan.records.values())
     REPORT.append(

@@ -93,7 +93,7 @@ def test_the_password_never_shows_in_a_worker_s_output_or_endpoints() -> None:
         stdout, stderr = process.communicate(timeout=PROCESS_SECONDS)
     assert process.returncode == 0, stderr
     assert any(
-        json.loads(line).get("event", "").startswith("redis unavailable")
+        json.loads(line).get("event", "").startswith("store unavailable")
         for line in stderr.splitlines()
         if line.startswith("{")
     )

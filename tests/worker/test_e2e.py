@@ -289,8 +289,8 @@ def test_a_redis_restart_mid_run_loses_no_task(retryd: Retryd, tmp_path: Path) -
         worker.send_signal(signal.SIGTERM)
         assert_clean_exit(retryd, worker, timeout=10)
         events = [e.get("event") for e in retryd.events(worker)]
-        assert events.count("redis unavailable; retrying with backoff") == 1, events
-        assert events.count("redis available again") == 1, events
+        assert events.count("store unavailable; retrying with backoff") == 1, events
+        assert events.count("store available again") == 1, events
         print(f"resumed and finished {done - restarted:.2f}s after the restart")
     finally:
         server.stop()

@@ -9,7 +9,7 @@ def test_a_percent_encoded_password_is_masked_as_redis_py_would_show_it() -> Non
     """redis-py decodes p%40ss to p@ss before it can appear in an error: mask both."""
     scrubber = SecretScrubber(secrets_of_url("redis://app:p%40ss@127.0.0.1:6379/0"))
     event = scrubber(
-        None, "warning", {"event": "redis unavailable", "error": "AuthError: app:p@ss p%40ss"}
+        None, "warning", {"event": "store unavailable", "error": "AuthError: app:p@ss p%40ss"}
     )
     assert "p@ss" not in event["error"]
     assert "p%40ss" not in event["error"]

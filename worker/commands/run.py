@@ -245,7 +245,12 @@ async def _warn_about_server(store: WorkerStore) -> None:
     except TransientError:
         return  # the worker rides out the outage; the check is advice, not a gate
     if not facts.persistent:
-        log.warning("redis has append-only persistence off: a crash loses recent tasks")
+        why = (
+            "fsync or synchronous_commit is off"
+            if facts.version.startswith("postgresql")
+            else "append-only persistence is off"
+        )
+        log.warning(f"{why}: a crash loses recent tasks", server=facts.version)
     policy = facts.eviction_policy
     if policy != "noeviction":
         log.warning("redis may evict task keys under memory pressure", maxmemory_policy=policy)

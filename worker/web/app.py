@@ -132,7 +132,7 @@ def _error_pages() -> dict[Any, Callable[[Request, Any], Awaitable[Response]]]:
         return views.error_page(request, 409, "Not done", str(error))
 
     async def unavailable(request: Request, error: Exception) -> Response:
-        log.warning("redis unavailable", path=request.url.path, error=error_kind(error))
+        log.warning("store unavailable", path=request.url.path, error=error_kind(error))
         return views.unavailable_page(request, error)
 
     async def store_error(request: Request, error: Exception) -> Response:
