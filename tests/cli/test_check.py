@@ -29,7 +29,7 @@ def test_check_lists_the_registered_handlers_and_the_server(
     (tmp_path / "my_handlers.py").write_text(HANDLERS)
     (tmp_path / "retryd.toml").write_text(
         '[handlers]\nmodules = ["handlers.examples", "my_handlers"]\n'
-        "[types.77]\ntimeout = 9.5\n[types.99]\nmax_attempts = 2\n"
+        "[types.77]\ntimeout = 9.5\nconcurrency = 4\nrate = 2.5\n[types.99]\nmax_attempts = 2\n"
     )
     report = retryd("check", "--config", "retryd.toml", "--json")
     assert report.code == 0, report.err
@@ -41,6 +41,9 @@ def test_check_lists_the_registered_handlers_and_the_server(
     ]
     charge = checked["handlers"][2]
     assert (charge["max_attempts"], charge["timeout_seconds"], charge["async"]) == (3, 9.5, False)
+    assert charge["concurrency"] == 4
+    assert charge["rate"] == {"per_second": 2.5, "burst": 3}  # the default burst: ceil(rate)
+    assert (checked["handlers"][0]["concurrency"], checked["handlers"][0]["rate"]) == (None, None)
     assert checked["namespace"] == namespace
     assert checked["redis"]["server"].split()[0] in ("redis", "valkey")
     assert "[types.99] is configured but no handler has type 99" in checked["warnings"]
@@ -48,6 +51,8 @@ def test_check_lists_the_registered_handlers_and_the_server(
     human = retryd("check", "--config", "retryd.toml")
     assert human.code == 0, human.err
     assert "my_handlers.charge" in human.out
+    (charge_line,) = [line for line in human.out.splitlines() if "my_handlers.charge" in line]
+    assert charge_line.split()[-4:] == ["4", "2.5/s,", "burst", "3"]
     assert human.out.splitlines()[-1] == "ok"
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from store import StoreUnavailable
+from store import Rate, StoreUnavailable
 from store.connection import redact
 from worker.commands._common import (
     DEFAULT_CONFIG,
@@ -70,7 +70,8 @@ def main(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"config:     {source}")
         print(f"namespace:  {config.redis.namespace}")
-        print(table(("TYPE", "HANDLER", "ASYNC", "MAX_ATTEMPTS", "TIMEOUT_S"), handlers))
+        columns = ("TYPE", "HANDLER", "ASYNC", "MAX_ATTEMPTS", "TIMEOUT_S", "CONCURRENCY", "RATE")
+        print(table(columns, [_printable(row) for row in handlers]))
     try:
         url = redis_url(config)
     except ConfigError as no_server:  # no URL and no embedded server: nothing to reach
@@ -131,8 +132,11 @@ def _config_source(args: argparse.Namespace) -> str:
     return "built-in defaults"
 
 
-def _handler_rows(config: Config) -> list[tuple[int, str, str, int, float]]:
-    rows = []
+_HandlerRow = tuple[int, str, str, int, float, int | None, Rate | None]
+
+
+def _handler_rows(config: Config) -> list[_HandlerRow]:
+    rows: list[_HandlerRow] = []
     for spec in default_registry.specs():
         retry = retry_settings(config, spec)
         rows.append(
@@ -142,9 +146,19 @@ def _handler_rows(config: Config) -> list[tuple[int, str, str, int, float]]:
                 "yes" if spec.is_async else "no",
                 retry.max_attempts,
                 retry.timeout,
+                config.concurrency_for(spec.type),
+                config.rate_for(spec.type),
             )
         )
     return rows
+
+
+def _printable(row: _HandlerRow) -> tuple[object, ...]:
+    """A handler row as the table shows it: flow limits spelled out, '-' where there is none."""
+    *retry, concurrency, rate = row
+    limit = "-" if concurrency is None else str(concurrency)
+    starts = "-" if rate is None else f"{rate.per_second:g}/s, burst {rate.burst}"
+    return (*retry, limit, starts)
 
 
 def _config_warnings(config: Config) -> list[str]:
@@ -214,7 +228,7 @@ def _report(
     config: Config,
     source: str,
     url: str,
-    handlers: list[tuple[int, str, str, int, float]],
+    handlers: list[_HandlerRow],
     server: ServerInfo,
     warnings: list[str],
 ) -> dict[str, Any]:
@@ -228,13 +242,22 @@ def _report(
                 "async": is_async == "yes",
                 "max_attempts": most,
                 "timeout_seconds": timeout,
+                "concurrency": concurrency,  # most runs in flight per process; None: no limit
+                "rate": None
+                if rate is None
+                else {"per_second": rate.per_second, "burst": rate.burst},
             }
-            for t, name, is_async, most, timeout in handlers
+            for t, name, is_async, most, timeout, concurrency, rate in handlers
         ],
         **_server_report(url, server),
         "warnings": warnings,
         "ok": server.database is None or server.database.schema_problem is None,
     }
+
+
+def _rate_report(rate: Rate | None) -> dict[str, float] | None:
+    """[types.N] rate and burst, across all workers; None: no limit."""
+    return None if rate is None else {"per_second": rate.per_second, "burst": rate.burst}
 
 
 def _server_report(url: str, server: ServerInfo) -> dict[str, Any]:
