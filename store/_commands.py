@@ -262,8 +262,6 @@ class Commands:
         type_limits: Mapping[int, int] | None = None,
         rates: Mapping[int, Rate] | None = None,
     ) -> Call:
-        if not max_attempts:
-            raise ValidationError("types", "claim needs at least one task type")
         lease = check_claim(max_attempts, limit, lease_seconds, type_limits, rates)
         caps, rates = type_limits or {}, rates or {}
         args: list[Arg] = [lease, limit]

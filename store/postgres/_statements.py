@@ -199,8 +199,6 @@ class Statements:
         type_limits: Mapping[int, int] | None = None,
         rates: Mapping[int, Rate] | None = None,
     ) -> Query:
-        if not max_attempts:
-            raise ValidationError("types", "claim needs at least one task type")
         lease = check_claim(max_attempts, limit, lease_seconds, type_limits, rates)
         caps, rates = type_limits or {}, rates or {}
         types = list(max_attempts)
