@@ -184,7 +184,6 @@ class Worker:
         # Runs given up on (a plain handler's thread past its timeout; an async handler that
         # ignored its cancellation): each holds its slot until it returns, and no task may be
         # claimed for it.
-        self._stuck_slots = 0
         self._stuck_by_type: collections.Counter[int] = collections.Counter()
         self.abandoned_runs = 0  # async handlers among them: still tasks on this event loop
         self._dead_loops: set[str] = set()
@@ -198,6 +197,11 @@ class Worker:
     def last_tick(self) -> float:
         """/healthz: the claimer is alive while this moves; -inf once any loop has ended."""
         return float("-inf") if self._dead_loops or self._leases.dead else self._last_tick
+
+    @property
+    def _stuck_slots(self) -> int:
+        """Slots held by runs given up on whose thread or task has not returned yet."""
+        return self._stuck_by_type.total()
 
     @property
     def _unwritten(self) -> int:
@@ -395,12 +399,12 @@ class Worker:
     def _held_by_type(self) -> collections.Counter[int]:
         """The runs of each type this process holds: running, claimed ahead, or given up on
         but still going (their thread or task has not returned)."""
-        held = collections.Counter(r.claimed.record.type for r in self._running.values())
+        held = self._running_by_type()
         held.update(claimed.record.type for claimed, _, _ in self._ready)
         held.update(self._stuck_by_type)
         return held
 
-    def _running_by_type(self) -> Mapping[int, int]:
+    def _running_by_type(self) -> collections.Counter[int]:
         return collections.Counter(r.claimed.record.type for r in self._running.values())
 
     def _start_all(self, claim: Claim) -> None:
@@ -523,7 +527,6 @@ class Worker:
     def _abandon(self, running: _Running, run: HandlerRun) -> None:
         """A stopped async handler runs on: its slot stays taken until it returns."""
         running.ignored_cancel = True
-        self._stuck_slots += 1
         self._stuck_by_type[running.spec.type] += 1
         self.abandoned_runs += 1
         run.when_returned(functools.partial(self._abandoned_returned, running.spec.type))
@@ -534,7 +537,6 @@ class Worker:
 
     def _abandoned_returned(self, task_type: int) -> None:
         self.abandoned_runs -= 1
-        self._stuck_slots -= 1
         self._stuck_by_type[task_type] -= 1
         self._nudge.set()
         self._start_ready()
@@ -543,7 +545,6 @@ class Worker:
         """Plain handlers' runs that returned or raised, handed back in one batch."""
         for running in runs:
             if running.abandoned:  # its outcome is decided already; the slot is free again
-                self._stuck_slots -= 1
                 self._stuck_by_type[running.spec.type] -= 1
                 self._nudge.set()
                 self._start_ready()
@@ -561,7 +562,6 @@ class Worker:
     def _abandon_thread(self, running: _Running) -> None:
         """Decide a plain run now, timed out or released: its thread holds a slot till it ends."""
         running.abandoned = True
-        self._stuck_slots += 1
         self._stuck_by_type[running.spec.type] += 1
         self._finish(running, None, time.perf_counter() - running.started, cancelled=True)
 
