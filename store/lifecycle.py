@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from store.record import Record
+from store.record import Record, State
 
 __all__ = [
+    "CANCELLED",
     "MAX_REASON_KIND_BYTES",
     "MAX_REASON_MESSAGE_BYTES",
     "Failure",
@@ -52,6 +53,11 @@ class Reason:
         return cls.of(kind, str(error))
 
 
+# The last failure every store records for a task it cancels (Lifecycle.cancel); cancel.lua
+# writes the same two strings.
+CANCELLED = Reason("Cancelled", "cancelled")
+
+
 @dataclass(frozen=True, slots=True)
 class Failure:
     """A task's last failed attempt: why, when (by the store's clock), and its failed_attempts
@@ -69,6 +75,16 @@ class TaskDetails:
 
     record: Record
     last_error: Failure | None
+
+    @property
+    def cancelled(self) -> bool:
+        """FAILED by a cancel (Lifecycle.cancel), not by its own attempts."""
+        failure = self.last_error
+        return (
+            self.record.state is State.FAILED
+            and failure is not None
+            and failure.kind == CANCELLED.kind
+        )
 
 
 @dataclass(frozen=True, slots=True)

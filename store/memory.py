@@ -16,7 +16,7 @@ from typing import Self
 
 from store._bucket import claim_result, current, take, tokens
 from store.errors import ExistsError, NotFoundError, StaleVersionError
-from store.lifecycle import Failure, Pruned, Reason, TaskDetails, TypeCursor
+from store.lifecycle import CANCELLED, Failure, Pruned, Reason, TaskDetails, TypeCursor
 from store.presence import Beat, Presence, TypeCounts
 from store.protocol import (
     DEFAULT_MAX_DATA_BYTES,
@@ -194,7 +194,9 @@ class MemoryStore:
             stored.state, stored.next_attempt_at = State.FAILED, now
             stored.version += 1
             self._leased.discard(task_id)
-            self._errors[task_id] = Failure("Cancelled", "cancelled", now, stored.failed_attempts)
+            self._errors[task_id] = Failure(
+                CANCELLED.kind, CANCELLED.message, now, stored.failed_attempts
+            )
         return len(ids)
 
     async def retry(self, *task_ids: str) -> int:

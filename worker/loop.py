@@ -32,10 +32,8 @@ from store import (
     NotReplicatedError,
     Record,
     SchemaVersionError,
-    State,
     StoreAccessDenied,
     StoreError,
-    TaskDetails,
     TransientError,
     ValidationError,
     WorkerStore,
@@ -700,7 +698,7 @@ class Worker:
                 reasons.append("the task vanished (deleted while it ran)")
             elif detail is None or isinstance(detail, BaseException):
                 reasons.append("the task was claimed again or cancelled meanwhile")
-            elif _cancelled(detail):
+            elif detail.cancelled:
                 reasons.append("the task was cancelled while it ran")
             else:
                 reasons.append("another worker holds the task now")
@@ -815,16 +813,6 @@ class Worker:
         while self._unwritten:
             self._written.clear()
             await self._written.wait()
-
-
-def _cancelled(details: TaskDetails) -> bool:
-    """FAILED by a cancel: every store records it as the last failure 'Cancelled' (protocol)."""
-    failure = details.last_error
-    return (
-        details.record.state is State.FAILED
-        and failure is not None
-        and (failure.kind == "Cancelled")
-    )
 
 
 def _task_log(record: Any) -> Any:

@@ -12,7 +12,13 @@ from dataclasses import dataclass
 
 from store.postgres._schema import SCHEMA_VERSION, Schema
 
-__all__ = ["DatabaseFacts"]
+__all__ = ["DatabaseFacts", "durable"]
+
+
+def durable(fsync: str, synchronous_commit: str) -> bool:
+    """Whether the server keeps what it acknowledged through a crash: fsync on, and commits
+    acknowledged only once on disk (synchronous_commit not off)."""
+    return fsync == "on" and synchronous_commit != "off"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +46,10 @@ class DatabaseFacts:
             code_schema_version=SCHEMA_VERSION,
             schema_problem=schema.version_problem(schema_version),
         )
+
+    @property
+    def durable(self) -> bool:
+        return durable(self.fsync, self.synchronous_commit)
 
     @property
     def migrations_pending(self) -> bool:

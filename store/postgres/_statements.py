@@ -16,7 +16,8 @@ from typing import Any, Literal
 
 from store._bucket import claim_result, take
 from store.errors import ExistsError, NotFoundError, StaleVersionError, ValidationError
-from store.lifecycle import Failure, Pruned, TaskDetails, TypeCursor
+from store.lifecycle import CANCELLED, Failure, Pruned, TaskDetails, TypeCursor
+from store.postgres._facts import durable
 from store.postgres._schema import QueryName, Schema
 from store.presence import Beat, Presence, TypeCounts
 from store.protocol import (
@@ -321,8 +322,8 @@ class Statements:
             "from_state": int(State.PENDING if cancel else State.FAILED),
             "to_state": int(State.FAILED if cancel else State.PENDING),
             "reset_attempts": not cancel,
-            "error_kind": "Cancelled" if cancel else None,
-            "error_message": "cancelled" if cancel else None,
+            "error_kind": CANCELLED.kind if cancel else None,
+            "error_message": CANCELLED.message if cancel else None,
             "channel": self.schema.channel,
         }
         return Query("transition", self.schema.sql("transition"), params), ids
@@ -424,8 +425,9 @@ class Statements:
     def server_facts_done(self, row: Row) -> ServerFacts:
         """fsync off, or commits acknowledged before they reach the disk, may lose tasks."""
         version, fsync, synchronous_commit = row
-        persistent = fsync == "on" and synchronous_commit != "off"
-        return ServerFacts(f"postgresql {version}", persistent, "noeviction")
+        return ServerFacts(
+            f"postgresql {version}", durable(fsync, synchronous_commit), "noeviction"
+        )
 
 
 def to_record(row: Row) -> Record:
