@@ -207,8 +207,9 @@ async def _database_info(store: Any) -> ServerInfo:
     """A PostgreSQL store's facts, in its terms: fsync and synchronous_commit, and the schema
     version against this code's (a missing or older schema is reported, not raised)."""
     facts: DatabaseFacts = await store.database_facts()
-    durable = facts.fsync == "on" and facts.synchronous_commit != "off"
-    server = ServerInfo(f"postgresql {facts.server_version}", durable, "noeviction", database=facts)
+    server = ServerInfo(
+        f"postgresql {facts.server_version}", facts.durable, "noeviction", database=facts
+    )
     server.warnings.extend(facts.warnings())
     if facts.schema_problem is None:  # the tables are there to count
         waiting = unhandled_ready(await store.stats(), default_registry.types())
@@ -243,9 +244,7 @@ def _report(
                 "max_attempts": most,
                 "timeout_seconds": timeout,
                 "concurrency": concurrency,  # most runs in flight per process; None: no limit
-                "rate": None
-                if rate is None
-                else {"per_second": rate.per_second, "burst": rate.burst},
+                "rate": _rate_report(rate),
             }
             for t, name, is_async, most, timeout, concurrency, rate in handlers
         ],
