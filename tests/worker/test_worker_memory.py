@@ -6,6 +6,7 @@ Redis, and tests/store/test_worker_contract.py holds MemoryStore to Redis operat
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 
 import pytest
@@ -50,6 +51,29 @@ async def test_each_outcome_is_recorded(store: MemoryStore) -> None:
     runs = worker.metrics.registry.get_sample_value
     assert runs("retryd_task_runs_total", {"type": str(TYPE), "outcome": "confirmed"}) == 2
     assert runs("retryd_task_runs_total", {"type": str(TYPE), "outcome": "failed"}) == 2
+
+
+_SET_BY_A_HANDLER: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "set_by_a_handler", default=None
+)
+
+
+async def test_what_a_handler_sets_in_its_context_stays_with_its_run(store: MemoryStore) -> None:
+    """A run that ends starts the next one from inside its own task (worker/runs.py); the next
+    handler must still see the worker's context, not what the last one set in its own."""
+    registry, seen = Registry(), []
+
+    @handler(type=TYPE, registry=registry)
+    async def leave_a_mark(record: Record) -> None:
+        seen.append(_SET_BY_A_HANDLER.get())
+        _SET_BY_A_HANDLER.set(record.task_id)
+        if record.task_id == "fails" and record.failed_attempts == 0:
+            raise RuntimeError("once")
+
+    await store.put_all(*(task(f"t{i}") for i in range(6)), task("fails"))
+    await burst(store, registry, config(concurrency=1, batch=2))
+    assert seen == [None] * 8  # 7 tasks, one of them run twice
+    assert _SET_BY_A_HANDLER.get() is None
 
 
 async def test_retry_later_waits_without_counting_a_failure(store: MemoryStore) -> None:
