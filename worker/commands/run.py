@@ -23,6 +23,7 @@ from store import StoreError, TransientError, WorkerStore
 from worker.commands._common import add_config_argument, config_from_args, open_store
 from worker.config import Config
 from worker.embedded import EmbeddedServer, running_url, stop_orphan
+from worker.eventloop import new_event_loop
 from worker.heartbeat import beating, worker_report
 from worker.logs import configure_logging, secrets_of_url
 from worker.loop import Worker
@@ -81,11 +82,16 @@ def main(args: argparse.Namespace) -> int:
         if config.worker.processes > 1:
             given_url = None if embedded is None else url
             return asyncio.run(_supervise(config, url, args, given_url))
-        asyncio.run(
-            _serve(
-                config, url, burst=args.burst, supervised_by=args.supervised_by, embedded=embedded
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            runner.run(
+                _serve(
+                    config,
+                    url,
+                    burst=args.burst,
+                    supervised_by=args.supervised_by,
+                    embedded=embedded,
+                )
             )
-        )
     finally:
         if embedded is not None:
             embedded.stop()
@@ -208,7 +214,8 @@ async def _serve(
 
 
 def _leave_abandoned_handlers(runs: int, embedded: EmbeddedServer | None) -> None:
-    """Exit now: asyncio.run would wait at exit, forever, for handlers that ignore cancellation.
+    """Exit now: the asyncio runner would wait at exit, forever, for handlers that ignore
+    cancellation.
 
     Their tasks are released or settled already (worker/runs.py gave up on them).
     """
