@@ -58,6 +58,8 @@ class WorkerSettings:
     poll_interval: float = 1.0
     # More than 1: a supervisor runs this many worker processes (worker/supervisor.py).
     processes: int = 1
+    # All of a worker process's threads on one CPU, moved as load shifts (worker/cpu.py).
+    one_cpu: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,8 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
+from worker.cpu import CPU_SLOT_ENV
+
 __all__ = [
     "SUPERVISED_OPTION",
     "Supervisor",
@@ -272,7 +274,10 @@ class Supervisor:
         # Its own process group: a terminal's Ctrl-C reaches the supervisor alone, which passes
         # it on once; the child would otherwise take the forwarded copy as a second signal.
         process = await asyncio.create_subprocess_exec(
-            *self._argv, env=self._env, stdin=asyncio.subprocess.DEVNULL, process_group=0
+            *self._argv,
+            env={**self._env, CPU_SLOT_ENV: str(slot.index)},  # children start on distinct CPUs
+            stdin=asyncio.subprocess.DEVNULL,
+            process_group=0,
         )
         slot.process, slot.started_at = process, time.monotonic()
         if self._stopping.is_set():  # stopped while it started: it missed the signal

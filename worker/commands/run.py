@@ -22,6 +22,7 @@ import structlog
 from store import StoreError, TransientError, WorkerStore
 from worker.commands._common import add_config_argument, config_from_args, open_store
 from worker.config import Config
+from worker.cpu import OneCpu
 from worker.embedded import EmbeddedServer, running_url, stop_orphan
 from worker.eventloop import new_event_loop
 from worker.heartbeat import beating, worker_report
@@ -190,6 +191,8 @@ async def _serve(
         await store.aclose()
         raise
     await _warn_about_unhandled(store, worker.handled_types)
+    one_cpu = OneCpu.start() if config.worker.one_cpu else None
+    moving = None if one_cpu is None else asyncio.create_task(one_cpu.keep())
     http = await _start_http(config, store, worker)
     log.info(
         "worker started",
@@ -205,6 +208,8 @@ async def _serve(
     finally:
         if reporter is not None:
             reporter.cancel()
+        if moving is not None:
+            moving.cancel()
         if http is not None:
             http.close()
         await store.aclose()
