@@ -27,6 +27,7 @@ lease = 12.5
 shutdown_grace = 3.5
 poll_interval = 0.25
 processes = 3
+one_cpu = false
 
 [retry]
 max_attempts = 4
@@ -71,7 +72,7 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_every_key_is_read_from_the_file(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, FULL), {})
     assert (config.redis.url, config.redis.namespace) == ("redis://127.0.0.1:6390/3", "orders")
-    assert dataclasses.astuple(config.worker) == (7, 11, 12.5, 3.5, 0.25, 3)
+    assert dataclasses.astuple(config.worker) == (7, 11, 12.5, 3.5, 0.25, 3, False)
     assert config.retry == RetrySettings(4, 0.5, 90.0, 8.0)
     assert config.types == {7: TypeSettings(2, 3.0, 30.0, 1.5, 3, 12.5, 20)}
     assert config.handlers.modules == ("handlers.examples", "tests.worker.handlers_e2e")
