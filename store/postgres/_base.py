@@ -6,10 +6,12 @@ a URL, and every operation's plan (store/postgres/_plans.py) are written once.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
-from store.errors import SchemaVersionError
-from store.postgres._connection import pool_options
+from store.errors import SchemaVersionError, StoreError, StoreUnavailable
+from store.postgres._connection import pool_options, probe_target
 from store.postgres._plans import Plans
 from store.postgres._schema import Schema
 from store.protocol import DEFAULT_MAX_DATA_BYTES
@@ -40,6 +42,11 @@ class PostgresStoreBase(Generic[PoolT]):
         self._owns_pool = owns_pool
         # The types whose rate bucket row this store knows exists (claim makes it once).
         self._rate_buckets: set[int] = set()
+        # Whether the server is in doubt: not reached yet by this store, or its last call failed
+        # to reach it (_reaching). Then a call that finds no idle connection in the pool
+        # connects by itself (_probe_target) instead of queueing for the pool's timeout.
+        self._in_doubt = True
+        self._closed = False  # close() or aclose() was called
 
     @classmethod
     def from_url(
@@ -54,6 +61,39 @@ class PostgresStoreBase(Generic[PoolT]):
         closing the store closes the pool. options go to the pool (min_size, max_size, ...)."""
         pool = cls._pool_class(url, **pool_options(options))
         return cls(pool, namespace=namespace, max_data_bytes=max_data_bytes, owns_pool=True)
+
+    def _probe_target(self) -> tuple[str, dict[str, Any]] | None:
+        """How to connect past the pool for this call, or None to take the pool's connection.
+
+        A pool holding no idle connection is either busy, and its connection worth the wait
+        (POOL_TIMEOUT_SECONDS), or without a server to connect to, when the whole wait is lost:
+        the pool cannot tell which. While the server is in doubt, one connection of the call's
+        own tells at once (a refused connection fails it in milliseconds, a server that does
+        not answer in PROBE_CONNECT_TIMEOUT_SECONDS), and serves the call if the server is
+        back; a pool whose server answered lately is only busy, and is waited for. (from_url's
+        pool is opened only once a call takes its connection: a server never reached leaves it
+        unopened, with no attempt of its own to wait for on close.)
+        """
+        pool: Any = self.pool
+        if not self._in_doubt or self._closed or (pool.closed and not self._owns_pool):
+            return None  # a closed pool's error is the one to raise
+        if pool.get_stats().get("pool_available", 0):
+            return None
+        return probe_target(pool)
+
+    @contextlib.contextmanager
+    def _reaching(self) -> Iterator[None]:
+        """Note whether the call inside reached the server: StoreUnavailable (no connection, one
+        lost) puts it in doubt; an answer, even a refusal (any other StoreError), clears it."""
+        try:
+            yield
+        except StoreUnavailable:
+            self._in_doubt = True
+            raise
+        except StoreError:
+            self._in_doubt = False
+            raise
+        self._in_doubt = False
 
     def _refuse_unknown(self, version: int | None) -> None:
         """Raise SchemaVersionError, saying what to run, unless version is this code's."""

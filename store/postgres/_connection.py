@@ -15,12 +15,28 @@ from psycopg.pq import TransactionStatus
 
 from store.errors import ValidationError
 
-__all__ = ["SAVEPOINT", "check_callers_connection", "pool_options"]
+__all__ = [
+    "PROBE_CONNECT_TIMEOUT_SECONDS",
+    "SAVEPOINT",
+    "check_callers_connection",
+    "pool_options",
+    "probe_target",
+]
 
-# Bounded waits: a pool with no connection to give (the database away) fails a call after this
-# many seconds instead of hanging a worker; a connection attempt gives up after 10 s.
+# Bounded waits: a call waits this long for a busy pool's connection, then fails (a pool merely
+# busy is worth waiting for); a connection attempt of the pool gives up after 10 s.
 POOL_TIMEOUT_SECONDS = 10.0
 CONNECT_TIMEOUT_SECONDS = 10
+# While the server is in doubt (not reached yet, or the last call failed to reach it) and the
+# pool holds no idle connection, a call connects by itself instead of queueing for the pool, and
+# gives up after this long: psycopg's least (as libpq's), a server refusing connections fails it
+# at once. PostgresStoreBase._reach says when.
+PROBE_CONNECT_TIMEOUT_SECONDS = 2
+# The pool's own reconnection attempts back off (1 s, 2 s, 4 s ...) for this long, then give up
+# until a call needs a connection again: left at psycopg_pool's 5 minutes, a pool whose
+# attempts had backed off to half a minute would go on refusing calls that long after the server
+# returned.
+RECONNECT_TIMEOUT_SECONDS = 2.0
 
 
 def pool_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -35,8 +51,24 @@ def pool_options(options: dict[str, Any]) -> dict[str, Any]:
         "prepare_threshold": 0,
     }
     connection |= options.pop("kwargs", None) or {}
-    defaults = {"min_size": 1, "max_size": 10, "timeout": POOL_TIMEOUT_SECONDS, "open": False}
+    defaults = {
+        "min_size": 1,
+        "max_size": 10,
+        "timeout": POOL_TIMEOUT_SECONDS,
+        "reconnect_timeout": RECONNECT_TIMEOUT_SECONDS,
+        "open": False,
+    }
     return defaults | options | {"kwargs": connection}
+
+
+def probe_target(pool: Any) -> tuple[str, dict[str, Any]] | None:
+    """The conninfo and connection options pool connects with, for one connection of a store's
+    own (PROBE_CONNECT_TIMEOUT_SECONDS); None when the pool computes them per connection (a
+    callable), which only the pool knows how to call."""
+    conninfo, kwargs = pool.conninfo, pool.kwargs or {}
+    if not isinstance(conninfo, str) or not isinstance(kwargs, dict):
+        return None
+    return conninfo, kwargs | {"connect_timeout": PROBE_CONNECT_TIMEOUT_SECONDS}
 
 
 @dataclass(frozen=True, slots=True)

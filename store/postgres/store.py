@@ -49,6 +49,7 @@ class PostgresStore(PostgresStoreBase[AsyncConnectionPool[Any]]):
 
     async def aclose(self) -> None:
         """Close the pool if this store created it (from_url); leave a caller's pool open."""
+        self._closed = True
         if self._owns_pool:
             await self.pool.close()
 
@@ -223,7 +224,7 @@ class PostgresStore(PostgresStoreBase[AsyncConnectionPool[Any]]):
         length of the block. A NOTIFY is sent by the statement that makes a task due now and
         delivered when its transaction commits: a rolled-back put wakes no one."""
         with translated(self.schema):
-            async with await self._connection() as conn:
+            async with self._connection() as conn:
                 await conn.execute(b"LISTEN " + self.schema.quoted.encode("utf-8"))
                 try:
                     yield _ListenWakeups(conn, self.schema)
@@ -236,16 +237,26 @@ class PostgresStore(PostgresStoreBase[AsyncConnectionPool[Any]]):
     async def _run(self, plan: Plan[T]) -> T:
         return plan.done(await self._all(plan.query))
 
-    async def _connection(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
-        if self.pool.closed and self._owns_pool:  # from_url's pool opens on first use
-            await self.pool.open()
-        return self.pool.connection()
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[AsyncConnection]:
+        """The pool's connection; one of the call's own while the server is in doubt and the
+        pool has none idle (PostgresStoreBase._probe_target), closed after the call."""
+        target = self._probe_target()
+        if target is None:
+            if self.pool.closed and self._owns_pool and not self._closed:
+                await self.pool.open()  # from_url's pool opens on first use
+            async with self.pool.connection() as conn:
+                yield conn
+            return
+        conninfo, options = target
+        async with await self.pool.connection_class.connect(conninfo, **options) as conn:
+            yield conn
 
     async def _all(self, query: Query) -> list[Row]:
         """Run query on a pooled connection; psycopg's errors become the store's."""
         try:
-            with translated(self.schema):
-                async with await self._connection() as conn, conn.cursor() as cursor:
+            with self._reaching(), translated(self.schema):
+                async with self._connection() as conn, conn.cursor() as cursor:
                     try:
                         await cursor.execute(query.sql, query.params, binary=True)
                         return await cursor.fetchall()

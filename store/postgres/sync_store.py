@@ -8,7 +8,7 @@ on a psycopg ConnectionPool: this module only waits by blocking.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, Self, TypeVar
 
@@ -39,6 +39,7 @@ class SyncPostgresStore(PostgresStoreBase[ConnectionPool[Any]]):
 
     def close(self) -> None:
         """Close the pool if this store created it (from_url)."""
+        self._closed = True
         if self._owns_pool:
             self.pool.close()
 
@@ -129,7 +130,7 @@ class SyncPostgresStore(PostgresStoreBase[ConnectionPool[Any]]):
 
     def migrate(self) -> MigrationReport:
         """Create or upgrade this namespace's schema (what `retryd migrate` runs)."""
-        with translated(self.schema), self._connection() as conn:
+        with self._reaching(), translated(self.schema), self._connection() as conn:
             return migrate(conn, self.schema.namespace)
 
     def check_schema(self) -> None:
@@ -139,14 +140,29 @@ class SyncPostgresStore(PostgresStoreBase[ConnectionPool[Any]]):
     def _run(self, plan: Plan[T]) -> T:
         return plan.done(self._all(plan.query))
 
-    def _connection(self) -> contextlib.AbstractContextManager[Connection]:
-        if self.pool.closed and self._owns_pool:  # from_url's pool opens on first use
-            self.pool.open()
-        return self.pool.connection()
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        """As PostgresStore's: the pool's connection, or one of the call's own while the server
+        is in doubt and the pool has none idle."""
+        target = self._probe_target()
+        if target is None:
+            if self.pool.closed and self._owns_pool and not self._closed:
+                self.pool.open()  # from_url's pool opens on first use
+            with self.pool.connection() as conn:
+                yield conn
+            return
+        conninfo, options = target
+        with self.pool.connection_class.connect(conninfo, **options) as conn:
+            yield conn
 
     def _all(self, query: Query) -> list[Row]:
         """Run query on a pooled connection; psycopg's errors become the store's."""
-        with translated(self.schema), self._connection() as conn, conn.cursor() as cursor:
+        with (
+            self._reaching(),
+            translated(self.schema),
+            self._connection() as conn,
+            conn.cursor() as cursor,
+        ):
             try:
                 cursor.execute(query.sql, query.params, binary=True)
                 return cursor.fetchall()
