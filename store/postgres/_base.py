@@ -69,7 +69,7 @@ class PostgresStoreBase(Generic[PoolT]):
         (POOL_TIMEOUT_SECONDS), or without a server to connect to, when the whole wait is lost:
         the pool cannot tell which. While the server is in doubt, one connection of the call's
         own tells at once (a refused connection fails it in milliseconds, a server that does
-        not answer in PROBE_CONNECT_TIMEOUT_SECONDS), and serves the call if the server is
+        not answer within the pool's connect timeout), and serves the call if the server is
         back; a pool whose server answered lately is only busy, and is waited for. (from_url's
         pool is opened only once a call takes its connection: a server never reached leaves it
         unopened, with no attempt of its own to wait for on close.)

@@ -7,6 +7,7 @@ is all or nothing by itself, and no BEGIN/COMMIT round trips are spent on it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,6 @@ from psycopg.pq import TransactionStatus
 from store.errors import ValidationError
 
 __all__ = [
-    "PROBE_CONNECT_TIMEOUT_SECONDS",
     "SAVEPOINT",
     "check_callers_connection",
     "pool_options",
@@ -24,14 +24,12 @@ __all__ = [
 ]
 
 # Bounded waits: a call waits this long for a busy pool's connection, then fails (a pool merely
-# busy is worth waiting for); a connection attempt of the pool gives up after 10 s.
+# busy is worth the wait); a connection attempt gives up after 5 s, the smaller bound, which is
+# all a call waits while the server is in doubt and the pool has no idle connection (then the
+# call makes that attempt itself: PostgresStoreBase._probe_target; a refused connection fails it
+# at once).
 POOL_TIMEOUT_SECONDS = 10.0
-CONNECT_TIMEOUT_SECONDS = 10
-# While the server is in doubt (not reached yet, or the last call failed to reach it) and the
-# pool holds no idle connection, a call connects by itself instead of queueing for the pool, and
-# gives up after this long: psycopg's least (as libpq's), a server refusing connections fails it
-# at once. PostgresStoreBase._reach says when.
-PROBE_CONNECT_TIMEOUT_SECONDS = 2
+CONNECT_TIMEOUT_SECONDS = 5
 # The pool's own reconnection attempts back off (1 s, 2 s, 4 s ...) for this long, then give up
 # until a call needs a connection again: left at psycopg_pool's 5 minutes, a pool whose
 # attempts had backed off to half a minute would go on refusing calls that long after the server
@@ -62,13 +60,15 @@ def pool_options(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def probe_target(pool: Any) -> tuple[str, dict[str, Any]] | None:
-    """The conninfo and connection options pool connects with, for one connection of a store's
-    own (PROBE_CONNECT_TIMEOUT_SECONDS); None when the pool computes them per connection (a
+    """The conninfo and connection options pool connects with, for an attempt of a call's own:
+    the pool's connect timeout, if it is set, but no longer than the pool's own timeout (psycopg
+    waits at least 2 s, as libpq does). None when the pool computes them per connection (a
     callable), which only the pool knows how to call."""
     conninfo, kwargs = pool.conninfo, pool.kwargs or {}
     if not isinstance(conninfo, str) or not isinstance(kwargs, dict):
         return None
-    return conninfo, kwargs | {"connect_timeout": PROBE_CONNECT_TIMEOUT_SECONDS}
+    timeout = float(kwargs.get("connect_timeout") or pool.timeout)
+    return conninfo, kwargs | {"connect_timeout": max(2, math.ceil(min(timeout, pool.timeout)))}
 
 
 @dataclass(frozen=True, slots=True)
