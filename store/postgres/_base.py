@@ -71,8 +71,8 @@ class PostgresStoreBase(Generic[PoolT]):
         own tells at once (a refused connection fails it in milliseconds, a server that does
         not answer within the pool's connect timeout), and serves the call if the server is
         back; a pool whose server answered lately is only busy, and is waited for. (from_url's
-        pool is opened only once a call takes its connection: a server never reached leaves it
-        unopened, with no attempt of its own to wait for on close.)
+        pool opens once the server is reached: a server never reached leaves it unopened, with
+        no attempt of its own for close to wait for.)
         """
         pool: Any = self.pool
         if not self._in_doubt or self._closed or (pool.closed and not self._owns_pool):

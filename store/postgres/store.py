@@ -243,14 +243,19 @@ class PostgresStore(PostgresStoreBase[AsyncConnectionPool[Any]]):
         pool has none idle (PostgresStoreBase._probe_target), closed after the call."""
         target = self._probe_target()
         if target is None:
-            if self.pool.closed and self._owns_pool and not self._closed:
-                await self.pool.open()  # from_url's pool opens on first use
+            await self._open_own_pool()
             async with self.pool.connection() as conn:
                 yield conn
             return
         conninfo, options = target
         async with await self.pool.connection_class.connect(conninfo, **options) as conn:
+            await self._open_own_pool()  # the server is there: the pool may start connecting
             yield conn
+
+    async def _open_own_pool(self) -> None:
+        """Open from_url's pool, on first use of the server (never after aclose)."""
+        if self.pool.closed and self._owns_pool and not self._closed:
+            await self.pool.open()
 
     async def _all(self, query: Query) -> list[Row]:
         """Run query on a pooled connection; psycopg's errors become the store's."""

@@ -146,14 +146,19 @@ class SyncPostgresStore(PostgresStoreBase[ConnectionPool[Any]]):
         is in doubt and the pool has none idle."""
         target = self._probe_target()
         if target is None:
-            if self.pool.closed and self._owns_pool and not self._closed:
-                self.pool.open()  # from_url's pool opens on first use
+            self._open_own_pool()
             with self.pool.connection() as conn:
                 yield conn
             return
         conninfo, options = target
         with self.pool.connection_class.connect(conninfo, **options) as conn:
+            self._open_own_pool()  # the server is there: the pool may start connecting
             yield conn
+
+    def _open_own_pool(self) -> None:
+        """Open from_url's pool, on first use of the server (never after close)."""
+        if self.pool.closed and self._owns_pool and not self._closed:
+            self.pool.open()
 
     def _all(self, query: Query) -> list[Row]:
         """Run query on a pooled connection; psycopg's errors become the store's."""

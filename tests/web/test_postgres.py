@@ -5,6 +5,7 @@ overview, a task page, a type's pages, the actions, and a database that does not
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,7 +14,8 @@ import pytest
 
 from store import Change, NotFoundError, Reason, State
 from store.postgres import PostgresStore
-from tests.pg import postgres_store
+from store.postgres._connection import POOL_TIMEOUT_SECONDS
+from tests.pg import migrated_namespace, postgres_server, postgres_store
 from tests.servers import free_port
 from tests.web.conftest import BASE_URL, csrf_of, put_task
 from worker.config import WebSettings
@@ -22,6 +24,9 @@ from worker.web import Board, create_app
 from worker.web.views import PAGE_SIZE
 
 LABEL = "postgresql://postgres@127.0.0.1:5432/test"
+# A 503 page while the database is down comes this fast (well below the pool's timeout).
+FAST_SECONDS = 3.0
+assert FAST_SECONDS < POOL_TIMEOUT_SECONDS / 3
 
 
 @pytest.fixture
@@ -156,14 +161,37 @@ async def test_retry_all_failed_of_one_type_asks_with_the_count(pg_store: Postgr
 
 
 async def test_a_database_that_does_not_answer_shows_a_banner_not_a_trace() -> None:
+    """At once: the store does not wait its pool's timeout for a server refusing connections."""
     url = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
-    # A pool waits its timeout for a connection before it gives up: short here.
-    async with PostgresStore.from_url(url, namespace="down", timeout=0.5) as store:
+    async with PostgresStore.from_url(url, namespace="down") as store:
         app = create_app(WebSettings(), Board(store), redis_label=url)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
             for path in ("/", "/tasks", "/task?id=x", "/tasks?state=failed&type=7"):
+                started = time.monotonic()
                 page = await client.get(path)
+                assert time.monotonic() - started < FAST_SECONDS, path
                 assert page.status_code == 503, path
                 assert 'class="banner" role="alert">PostgreSQL is unavailable (' in page.text
                 assert "Traceback" not in page.text
+
+
+async def test_a_database_that_goes_away_shows_the_banner_at_once_and_comes_back() -> None:
+    """The server of the dashboard's store crashes (immediate shutdown): each page is a 503 in
+    well under the pool's timeout, and once the server is back the same store serves them."""
+    with postgres_server() as server, migrated_namespace(server.url, "board") as namespace:
+        async with PostgresStore.from_url(server.url, namespace=namespace) as store:
+            await put_task(store, "p-0")
+            async with dashboard(store) as client:
+                assert (await client.get("/")).status_code == 200
+                server.crash()
+                for path in ("/", "/tasks", "/task?id=p-0", "/"):
+                    started = time.monotonic()
+                    page = await client.get(path)
+                    assert time.monotonic() - started < FAST_SECONDS, path
+                    assert page.status_code == 503, path
+                    assert "PostgreSQL is unavailable (" in page.text
+                server.start()
+                page = await client.get("/")
+                assert page.status_code == 200, page.text
+                assert card(page.text, "Pending") == "1"
