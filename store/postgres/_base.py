@@ -25,8 +25,9 @@ PoolT = TypeVar("PoolT")
 class PostgresStoreBase(Generic[PoolT]):
     """A store's pool, its namespace's schema and the plans of its operations."""
 
-    # The psycopg_pool class a subclass makes from a URL.
+    # The psycopg_pool class a subclass makes from a URL, and that pool's reconnect_failed.
     _pool_class: ClassVar[Any]
+    _reconnect_failed: ClassVar[Any]
 
     def __init__(
         self,
@@ -59,7 +60,7 @@ class PostgresStoreBase(Generic[PoolT]):
     ) -> Self:
         """A store on a pool of its own for url (postgresql://...), opened on first use;
         closing the store closes the pool. options go to the pool (min_size, max_size, ...)."""
-        pool = cls._pool_class(url, **pool_options(options))
+        pool = cls._pool_class(url, **pool_options(options, cls._reconnect_failed))
         return cls(pool, namespace=namespace, max_data_bytes=max_data_bytes, owns_pool=True)
 
     def _probe_target(self) -> tuple[str, dict[str, Any]] | None:

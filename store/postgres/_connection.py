@@ -13,12 +13,15 @@ from typing import Any
 
 import psycopg
 from psycopg.pq import TransactionStatus
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from store.errors import ValidationError
 
 __all__ = [
     "SAVEPOINT",
+    "async_keep_trying",
     "check_callers_connection",
+    "keep_trying",
     "pool_options",
     "probe_target",
 ]
@@ -31,14 +34,15 @@ __all__ = [
 POOL_TIMEOUT_SECONDS = 10.0
 CONNECT_TIMEOUT_SECONDS = 5
 # The pool's own reconnection attempts back off (1 s, 2 s, 4 s ...) for this long, then give up
-# until a call needs a connection again: left at psycopg_pool's 5 minutes, a pool whose
-# attempts had backed off to half a minute would go on refusing calls that long after the server
-# returned.
+# (and start again at 1 s while callers wait for a connection: keep_trying): left at
+# psycopg_pool's 5 minutes, a pool whose attempts had backed off to half a minute would go on
+# refusing calls that long after the server returned.
 RECONNECT_TIMEOUT_SECONDS = 2.0
 
 
-def pool_options(options: dict[str, Any]) -> dict[str, Any]:
-    """Keyword arguments for a psycopg pool of a store: ours, overridden by the caller's."""
+def pool_options(options: dict[str, Any], reconnect_failed: Any) -> dict[str, Any]:
+    """Keyword arguments for a psycopg pool of a store: ours, overridden by the caller's.
+    reconnect_failed is keep_trying or async_keep_trying, as the pool is."""
     connection = {
         "autocommit": True,
         "connect_timeout": CONNECT_TIMEOUT_SECONDS,
@@ -54,9 +58,24 @@ def pool_options(options: dict[str, Any]) -> dict[str, Any]:
         "max_size": 10,
         "timeout": POOL_TIMEOUT_SECONDS,
         "reconnect_timeout": RECONNECT_TIMEOUT_SECONDS,
+        "reconnect_failed": reconnect_failed,
         "open": False,
     }
     return defaults | options | {"kwargs": connection}
+
+
+def keep_trying(pool: ConnectionPool[Any]) -> None:
+    """The pool's reconnect_failed: it gave up reconnecting (RECONNECT_TIMEOUT_SECONDS). While
+    callers still wait for a connection, start again (check() grows the pool by an attempt):
+    they queued before the outage was known, and no one else would ask for it."""
+    if pool.get_stats().get("requests_waiting"):
+        pool.check()
+
+
+async def async_keep_trying(pool: AsyncConnectionPool[Any]) -> None:
+    """keep_trying for an AsyncConnectionPool."""
+    if pool.get_stats().get("requests_waiting"):
+        await pool.check()
 
 
 def probe_target(pool: Any) -> tuple[str, dict[str, Any]] | None:

@@ -21,7 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 from store.errors import ExistsError, SchemaVersionError, StoreUnavailable
 from store.lifecycle import Pruned, TaskDetails, TypeCursor
 from store.postgres._base import PostgresStoreBase
-from store.postgres._connection import SAVEPOINT, check_callers_connection
+from store.postgres._connection import SAVEPOINT, async_keep_trying, check_callers_connection
 from store.postgres._errors import LostReply, lost_reply, translated
 from store.postgres._facts import DatabaseFacts
 from store.postgres._plans import Plan
@@ -46,6 +46,7 @@ class PostgresStore(PostgresStoreBase[AsyncConnectionPool[Any]]):
     """A Store on a psycopg AsyncConnectionPool; several namespaces share one database unseen."""
 
     _pool_class = AsyncConnectionPool
+    _reconnect_failed = staticmethod(async_keep_trying)
 
     async def aclose(self) -> None:
         """Close the pool if this store created it (from_url); leave a caller's pool open."""

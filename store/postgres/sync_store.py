@@ -18,7 +18,7 @@ from psycopg_pool import ConnectionPool
 from store.errors import ExistsError
 from store.lifecycle import Pruned, TaskDetails, TypeCursor
 from store.postgres._base import PostgresStoreBase
-from store.postgres._connection import SAVEPOINT, check_callers_connection
+from store.postgres._connection import SAVEPOINT, check_callers_connection, keep_trying
 from store.postgres._errors import LostReply, lost_reply, translated
 from store.postgres._migrate import MigrationReport, migrate
 from store.postgres._plans import Plan
@@ -36,6 +36,7 @@ class SyncPostgresStore(PostgresStoreBase[ConnectionPool[Any]]):
     """The Store contract, blocking, on a psycopg ConnectionPool."""
 
     _pool_class = ConnectionPool
+    _reconnect_failed = staticmethod(keep_trying)
 
     def close(self) -> None:
         """Close the pool if this store created it (from_url)."""

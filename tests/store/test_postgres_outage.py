@@ -189,3 +189,27 @@ async def test_a_busy_pool_is_waited_for_not_taken_for_an_outage(
         assert await store.count_by_state(State.PENDING) == 1
         ready = await store.get_all_ready_by_state(State.PENDING, datetime.now(UTC))
         assert [r.task_id for r in ready] == ["busy"]
+
+
+async def test_a_call_queued_for_the_pool_when_the_server_went_away_is_served_when_it_returns(
+    own_server: PostgresServer,
+) -> None:
+    """A call that queued for a busy pool before the crash was known: the pool gives up
+    reconnecting after reconnect_timeout (2 s), and starts again while such a call waits, so the
+    call gets its connection about a second after the server returns, not a PoolTimeout."""
+    with migrated_namespace(own_server.url, "queued") as namespace:
+        async with PostgresStore.from_url(own_server.url, namespace=namespace, max_size=1) as store:
+            assert await store.count_by_state(State.PENDING) == 0  # reached: not in doubt
+            held = await store.pool.getconn()
+            queued = asyncio.create_task(store.count_by_state(State.PENDING))
+            await asyncio.sleep(0.2)
+            own_server.crash()
+            with contextlib.suppress(Exception):
+                await held.execute("SELECT 1")  # learns the connection is gone
+            await store.pool.putconn(held)  # discarded: the pool starts reconnecting
+            await asyncio.sleep(3.5)  # past the pool's reconnect_timeout, attempts given up
+            assert not queued.done()
+            own_server.start()
+            restarted = time.monotonic()
+            assert await asyncio.wait_for(queued, POOL_TIMEOUT_SECONDS) == 0
+            assert time.monotonic() - restarted < FAST_SECONDS
