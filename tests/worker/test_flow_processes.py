@@ -1,4 +1,5 @@
-"""Per-type flow control across real `retryd run` processes on the test Redis.
+"""Per-type flow control across real `retryd run` processes on the test Redis (and the rate on
+the test PostgreSQL too).
 
 Handlers (tests/worker/handlers_flow.py) note each run's start and end, with its process and
 the host's clock, on a Redis list; the limits are checked on that ledger: [types.N] concurrency
@@ -19,6 +20,8 @@ import pytest
 import redis
 
 from store import Record, State, SyncRedisStore
+from store.postgres import SyncPostgresStore
+from tests.pg import migrated_namespace
 from tests.servers import free_port, wait_for
 from tests.worker.test_e2e import Retryd, subscribers
 from tests.worker.test_processes import children, kill_quietly, scrape, start_supervisor
@@ -122,22 +125,60 @@ def test_concurrency_is_per_process_under_a_supervisor(
 def test_the_rate_holds_across_three_worker_processes(
     retryd: Retryd, tasks: SyncRedisStore
 ) -> None:
-    """[types.7] rate = 10, burst = 2 on three processes: in any span between two starts, no
-    more started than burst + rate * span, give or take MARGIN runs that started a little
-    after their lease (the bucket counts leases, by Redis's clock)."""
-    rate, burst, margin = 10.0, 2, 5
-    start_workers(retryd, tasks, 3, {f"types.{RATED}": {"rate": rate, "burst": burst}})
+    """[types.7] rate = 10, burst = 2 on three processes (assert_rate_held)."""
+    start_workers(retryd, tasks, 3, {f"types.{RATED}": RATE_LIMIT})
     put(tasks, RATED, 30)
     wait_for(lambda: tasks.count_by_state(State.CONFIRMED) == 30, "30 confirmed", 60)
-    starts = sorted(
-        (n for n in ledger(tasks.client, retryd.runs_key) if n.phase == "s"), key=lambda n: n.at
+    assert_rate_held(ledger(tasks.client, retryd.runs_key), 30)
+
+
+def test_the_rate_holds_across_three_worker_processes_on_postgresql(
+    tmp_path: Path, redis_url: str, postgres_url: str, namespace: str
+) -> None:
+    """The same on the PostgreSQL store: the bucket is a row of the namespace's rates table,
+    taken in the claim's transaction (the ledger stays on the test Redis)."""
+    runner = Retryd(
+        tmp_path, postgres_url, namespace, {"handlers": {"modules": [HANDLERS]}, "worker": WORKER}
     )
-    assert len(starts) == 30
+    with (
+        migrated_namespace(postgres_url, namespace),
+        SyncPostgresStore.from_url(postgres_url, namespace=namespace) as tasks,
+        redis.Redis.from_url(redis_url) as client,
+    ):
+        try:
+            ledger_env = {"E2E_REDIS_URL": redis_url}
+            workers = [
+                runner.start(env=ledger_env, sections={f"types.{RATED}": RATE_LIMIT})
+                for _ in range(3)
+            ]
+
+            def started() -> bool:
+                return all("worker started" in runner.stderr(w) for w in workers)
+
+            wait_for(started, "3 workers to start", 60)
+            tasks.put_all(*(Record(f"{RATED}-{i:04d}", RATED, b"") for i in range(30)))
+            wait_for(lambda: tasks.count_by_state(State.CONFIRMED) == 30, "30 confirmed", 60)
+            assert_rate_held(ledger(client, runner.runs_key), 30)
+        finally:
+            runner.stop_all()
+            client.delete(runner.runs_key)
+
+
+RATE, BURST, MARGIN = 10.0, 2, 5
+RATE_LIMIT = {"rate": RATE, "burst": BURST}
+
+
+def assert_rate_held(notes: list[Note], count: int) -> None:
+    """[types.7] rate = 10, burst = 2 held across the processes: in any span between two starts,
+    no more started than burst + rate * span, give or take MARGIN runs that started a little
+    after their lease (the bucket counts leases, by the store's clock)."""
+    starts = sorted((n for n in notes if n.phase == "s"), key=lambda n: n.at)
+    assert len(starts) == count
     for (i, first), (j, last) in itertools.combinations(enumerate(starts), 2):
         span = (last.at - first.at) / 1e6
-        assert j - i + 1 <= burst + rate * span + margin, (i, j, span)
+        assert j - i + 1 <= BURST + RATE * span + MARGIN, (i, j, span)
     # Unlimited, three processes of 8 slots would start all 30 within a few milliseconds.
-    assert (starts[-1].at - starts[0].at) / 1e6 >= (30 - burst) / rate - margin / rate
+    assert (starts[-1].at - starts[0].at) / 1e6 >= (count - BURST) / RATE - MARGIN / RATE
     assert len({n.pid for n in starts}) >= 2  # the processes shared the one bucket
 
 
