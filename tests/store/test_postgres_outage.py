@@ -10,6 +10,7 @@ never answers (as a black-holed host does).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import socket
 import time
@@ -213,3 +214,28 @@ async def test_a_call_queued_for_the_pool_when_the_server_went_away_is_served_wh
             restarted = time.monotonic()
             assert await asyncio.wait_for(queued, POOL_TIMEOUT_SECONDS) == 0
             assert time.monotonic() - restarted < FAST_SECONDS
+
+
+def test_the_sync_pool_too_serves_a_queued_call_when_the_server_returns(
+    own_server: PostgresServer,
+) -> None:
+    """As above, on SyncPostgresStore: the pool's reconnect_failed runs in its worker thread."""
+    with (
+        migrated_namespace(own_server.url, "queued") as namespace,
+        SyncPostgresStore.from_url(own_server.url, namespace=namespace, max_size=1) as store,
+        concurrent.futures.ThreadPoolExecutor(1) as executor,
+    ):
+        assert store.count_by_state(State.PENDING) == 0
+        held = store.pool.getconn()
+        queued = executor.submit(store.count_by_state, State.PENDING)
+        time.sleep(0.2)
+        own_server.crash()
+        with contextlib.suppress(Exception):
+            held.execute("SELECT 1")
+        store.pool.putconn(held)
+        time.sleep(3.5)
+        assert not queued.done()
+        own_server.start()
+        restarted = time.monotonic()
+        assert queued.result(timeout=POOL_TIMEOUT_SECONDS) == 0
+        assert time.monotonic() - restarted < FAST_SECONDS
