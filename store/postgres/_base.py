@@ -58,8 +58,9 @@ class PostgresStoreBase(Generic[PoolT]):
         max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
         **options: Any,
     ) -> Self:
-        """A store on a pool of its own for url (postgresql://...), opened on first use;
-        closing the store closes the pool. options go to the pool (min_size, max_size, ...)."""
+        """A store on a pool of its own for url (postgresql://...), opened once a call reaches
+        the server; closing the store closes the pool. options go to the pool (min_size,
+        max_size, ...)."""
         pool = cls._pool_class(url, **pool_options(options, cls._reconnect_failed))
         return cls(pool, namespace=namespace, max_data_bytes=max_data_bytes, owns_pool=True)
 
