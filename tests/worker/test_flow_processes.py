@@ -127,7 +127,7 @@ def test_the_rate_holds_across_three_worker_processes(
 ) -> None:
     """[types.7] rate = 10, burst = 2 on three processes (assert_rate_held)."""
     start_workers(retryd, tasks, 3, {f"types.{RATED}": RATE_LIMIT})
-    put(tasks, RATED, 30)
+    put(tasks, RATED, 30, RUN_SECONDS)
     wait_for(lambda: tasks.count_by_state(State.CONFIRMED) == 30, "30 confirmed", 60)
     assert_rate_held(ledger(tasks.client, retryd.runs_key), 30)
 
@@ -156,7 +156,7 @@ def test_the_rate_holds_across_three_worker_processes_on_postgresql(
                 return all("worker started" in runner.stderr(w) for w in workers)
 
             wait_for(started, "3 workers to start", 60)
-            tasks.put_all(*(Record(f"{RATED}-{i:04d}", RATED, b"") for i in range(30)))
+            tasks.put_all(*(Record(f"{RATED}-{i:04d}", RATED, RUN_SECONDS) for i in range(30)))
             wait_for(lambda: tasks.count_by_state(State.CONFIRMED) == 30, "30 confirmed", 60)
             assert_rate_held(ledger(client, runner.runs_key), 30)
         finally:
@@ -165,7 +165,12 @@ def test_the_rate_holds_across_three_worker_processes_on_postgresql(
 
 
 RATE, BURST, MARGIN = 10.0, 2, 5
-RATE_LIMIT = {"rate": RATE, "burst": BURST}
+# One run at a time per process, 0.15 s each: one process alone starts at most 6.7 a second,
+# so the rate takes at least two of them, and a bucket of each process's own (three times 6.7)
+# would start the 30 tasks well within the span the shared one needs. Which processes take the
+# tokens is otherwise the luck of the wake-ups: one of three could take them all.
+RUN_SECONDS = b"0.15"
+RATE_LIMIT = {"rate": RATE, "burst": BURST, "concurrency": 1}
 
 
 def assert_rate_held(notes: list[Note], count: int) -> None:
