@@ -160,6 +160,15 @@ async def test_retry_all_failed_of_one_type_asks_with_the_count(pg_store: Postgr
     assert [c.failed for c in await pg_store.count_by_type()] == [0, 1]
 
 
+async def fast_503(client: httpx.AsyncClient, path: str) -> httpx.Response:
+    """The page at path, a 503 that came within FAST_SECONDS."""
+    started = time.monotonic()
+    page = await client.get(path)
+    assert time.monotonic() - started < FAST_SECONDS, path
+    assert page.status_code == 503, path
+    return page
+
+
 async def test_a_database_that_does_not_answer_shows_a_banner_not_a_trace() -> None:
     """At once: the store does not wait its pool's timeout for a server refusing connections."""
     url = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
@@ -168,10 +177,7 @@ async def test_a_database_that_does_not_answer_shows_a_banner_not_a_trace() -> N
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
             for path in ("/", "/tasks", "/task?id=x", "/tasks?state=failed&type=7"):
-                started = time.monotonic()
-                page = await client.get(path)
-                assert time.monotonic() - started < FAST_SECONDS, path
-                assert page.status_code == 503, path
+                page = await fast_503(client, path)
                 assert 'class="banner" role="alert">PostgreSQL is unavailable (' in page.text
                 assert "Traceback" not in page.text
 
@@ -186,10 +192,7 @@ async def test_a_database_that_goes_away_shows_the_banner_at_once_and_comes_back
                 assert (await client.get("/")).status_code == 200
                 server.crash()
                 for path in ("/", "/tasks", "/task?id=p-0", "/"):
-                    started = time.monotonic()
-                    page = await client.get(path)
-                    assert time.monotonic() - started < FAST_SECONDS, path
-                    assert page.status_code == 503, path
+                    page = await fast_503(client, path)
                     assert "PostgreSQL is unavailable (" in page.text
                 server.start()
                 page = await client.get("/")
