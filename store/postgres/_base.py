@@ -83,6 +83,13 @@ class PostgresStoreBase(Generic[PoolT]):
             return None
         return probe_target(pool)
 
+    @property
+    def _pool_to_open(self) -> bool:
+        """from_url's pool, not opened yet, on a store still open: the first call that reaches
+        the server opens it."""
+        pool: Any = self.pool
+        return bool(pool.closed and self._owns_pool and not self._closed)
+
     @contextlib.contextmanager
     def _reaching(self) -> Iterator[None]:
         """Note whether the call inside reached the server: StoreUnavailable (no connection, one

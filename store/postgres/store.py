@@ -255,7 +255,7 @@ class PostgresStore(PostgresStoreBase[AsyncConnectionPool[Any]]):
 
     async def _open_own_pool(self) -> None:
         """Open from_url's pool, on first use of the server (never after aclose)."""
-        if self.pool.closed and self._owns_pool and not self._closed:
+        if self._pool_to_open:
             await self.pool.open()
 
     async def _all(self, query: Query) -> list[Row]:

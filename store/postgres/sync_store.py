@@ -158,7 +158,7 @@ class SyncPostgresStore(PostgresStoreBase[ConnectionPool[Any]]):
 
     def _open_own_pool(self) -> None:
         """Open from_url's pool, on first use of the server (never after close)."""
-        if self.pool.closed and self._owns_pool and not self._closed:
+        if self._pool_to_open:
             self.pool.open()
 
     def _all(self, query: Query) -> list[Row]:
