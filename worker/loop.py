@@ -38,6 +38,7 @@ from store import (
     ValidationError,
     WorkerStore,
 )
+from worker.background import cancel_and_wait
 from worker.config import Config, RetrySettings
 from worker.deadlines import Deadlines
 from worker.errors import ConfigError
@@ -245,11 +246,13 @@ class Worker:
             await self._keep_alive("claimer", functools.partial(self._claim_until_stopped, burst))
             await self._drain()
         finally:
-            for helper in helpers:
-                helper.cancel()
-            # Bounded: redis-py's blocking pub/sub read can swallow a cancellation that lands
-            # right after it subscribed, and would then hold the exit forever.
-            await asyncio.wait(helpers, timeout=_HELPERS_STOP_SECONDS)
+            # Bounded: a loop that goes on through every cancellation must not hold the exit.
+            left = await cancel_and_wait(helpers, give_up_after=_HELPERS_STOP_SECONDS)
+            if left:
+                log.warning(
+                    "worker loops did not end when cancelled; left to end with the process",
+                    loops=sorted(task.get_name() for task in left),
+                )
             await self._leases.stop(_HELPERS_STOP_SECONDS)  # after the drain: outcomes written
             self._threads.shutdown()
             self._deadlines.close()

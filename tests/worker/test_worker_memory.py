@@ -6,12 +6,14 @@ Redis, and tests/store/test_worker_contract.py holds MemoryStore to Redis operat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 
-from store import MemoryStore, Record, State, WorkerStore
+from store import MemoryStore, Record, State, Wakeups, WorkerStore
 from tests.worker.burst import TYPE, burst, config, task
 from worker import Permanent, Registry, RetryLater, Worker, handler
 
@@ -169,3 +171,50 @@ async def test_a_task_of_an_unregistered_type_is_left_untouched(store: MemorySto
     await burst(store, registry)
     other = await store.get_by_task_id("other")
     assert (other.state, other.version) == (State.PENDING, 1)
+
+
+class _WakeupsSwallowingOneCancel:
+    """Wakeups whose wait() swallows the first cancellation and returns, as redis-py's pub/sub
+    read can: the listener then simply waits again."""
+
+    def __init__(self, inner: Wakeups) -> None:
+        self._inner = inner
+        self.swallowed = 0
+
+    async def wait(self) -> None:
+        try:
+            await self._inner.wait()
+        except asyncio.CancelledError:
+            if self.swallowed:
+                raise
+            self.swallowed += 1
+
+
+class _StoreSwallowingOneCancel(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.listeners: list[_WakeupsSwallowingOneCancel] = []
+
+    @contextlib.asynccontextmanager
+    async def wakeups(self) -> AsyncIterator[Wakeups]:
+        async with super().wakeups() as inner:
+            listener = _WakeupsSwallowingOneCancel(inner)
+            self.listeners.append(listener)
+            yield listener
+
+
+async def test_a_stopped_worker_leaves_no_loop_behind_though_one_swallows_a_cancel() -> None:
+    store, registry = _StoreSwallowingOneCancel(), Registry()
+
+    @handler(type=TYPE, registry=registry)
+    async def ok(record: Record) -> None:
+        pass
+
+    worker = Worker(store, registry, config())
+    running = asyncio.create_task(worker.run())
+    await asyncio.sleep(0.1)  # every loop started; the listener waits for a wake-up
+    worker.stop()
+    await asyncio.wait_for(running, 5)
+    assert [listener.swallowed for listener in store.listeners] == [1]
+    left = [t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith("retryd-")]
+    assert left == []

@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 
 from store import StoreError, TransientError, WorkerStore
+from worker.background import cancel_and_wait
 from worker.commands._common import add_config_argument, config_from_args, open_store
 from worker.config import Config
 from worker.cpu import OneCpu
@@ -41,6 +42,9 @@ from worker.supervisor import (
 __all__ = ["add_parser"]
 
 log = structlog.get_logger("retryd")
+
+# The supervisor reporter and the CPU keeper hold no outcome: at exit they are given this long.
+_SIDE_STOP_SECONDS = 1.0
 
 
 def add_parser(commands: Any) -> None:
@@ -206,10 +210,9 @@ async def _serve(
         async with beating(open_store(config, url), report):
             await worker.run(burst=burst)
     finally:
-        if reporter is not None:
-            reporter.cancel()
-        if moving is not None:
-            moving.cancel()
+        await cancel_and_wait(
+            [t for t in (reporter, moving) if t], give_up_after=_SIDE_STOP_SECONDS
+        )
         if http is not None:
             http.close()
         await store.aclose()
