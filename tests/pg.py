@@ -28,9 +28,11 @@ import pytest
 from psycopg import sql
 
 from store.postgres import PostgresStore, migrate
+from store.postgres._connection import POOL_TIMEOUT_SECONDS
 from tests.servers import HOST, free_port, log_tail, stop_process
 
 __all__ = [
+    "FAST_FAILURE_SECONDS",
     "POSTGRES_URL_ENV",
     "PostgresServer",
     "migrated_namespace",
@@ -42,6 +44,10 @@ __all__ = [
 
 POSTGRES_URL_ENV = "RETRYD_TEST_POSTGRES_URL"
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
+# How soon a store (or a page on it) says the database is down: generous for a loaded machine,
+# and well below the pool's timeout, which a store that waited for the database would reach.
+FAST_FAILURE_SECONDS = 3.0
+assert FAST_FAILURE_SECONDS < POOL_TIMEOUT_SECONDS / 3
 
 
 def server_url() -> str:
