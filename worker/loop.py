@@ -38,7 +38,7 @@ from store import (
     ValidationError,
     WorkerStore,
 )
-from worker.background import cancel_and_wait
+from worker.background import STOP_SECONDS, cancel_and_wait
 from worker.config import Config, RetrySettings
 from worker.deadlines import Deadlines
 from worker.errors import ConfigError
@@ -58,7 +58,6 @@ log = structlog.get_logger("retryd.worker")
 
 _SETTLE_BATCH = 1000
 _MIN_FLUSH_SECONDS = 5.0
-_HELPERS_STOP_SECONDS = 1.0
 # Tasks are claimed ahead only while runs are this short: a task held for a busy slot then waits
 # about one run, instead of sitting behind long runs while another worker idles.
 _PREFETCH_MAX_RUN_SECONDS = 0.1
@@ -246,14 +245,8 @@ class Worker:
             await self._keep_alive("claimer", functools.partial(self._claim_until_stopped, burst))
             await self._drain()
         finally:
-            # Bounded: a loop that goes on through every cancellation must not hold the exit.
-            left = await cancel_and_wait(helpers, give_up_after=_HELPERS_STOP_SECONDS)
-            if left:
-                log.warning(
-                    "worker loops did not end when cancelled; left to end with the process",
-                    loops=sorted(task.get_name() for task in left),
-                )
-            await self._leases.stop(_HELPERS_STOP_SECONDS)  # after the drain: outcomes written
+            await cancel_and_wait(helpers)
+            await self._leases.stop(STOP_SECONDS)  # after the drain: outcomes written
             self._threads.shutdown()
             self._deadlines.close()
 

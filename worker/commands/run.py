@@ -43,9 +43,6 @@ __all__ = ["add_parser"]
 
 log = structlog.get_logger("retryd")
 
-# The supervisor reporter and the CPU keeper hold no outcome: at exit they are given this long.
-_SIDE_STOP_SECONDS = 1.0
-
 
 def add_parser(commands: Any) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
@@ -210,9 +207,7 @@ async def _serve(
         async with beating(open_store(config, url), report):
             await worker.run(burst=burst)
     finally:
-        await cancel_and_wait(
-            [t for t in (reporter, moving) if t], give_up_after=_SIDE_STOP_SECONDS
-        )
+        await cancel_and_wait([task for task in (reporter, moving) if task is not None])
         if http is not None:
             http.close()
         await store.aclose()
