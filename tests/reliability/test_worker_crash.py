@@ -64,10 +64,15 @@ def recovery_seconds(runs: dict[str, list[Run]], faults: Faults) -> list[float]:
 
 
 def overtaken_orphans(verdict: Verdict, faults: Faults, slack_us: int) -> list[tuple[str, str]]:
-    """(orphan, task) pairs where a task put more than LEASE + slack after the kill started its
-    first run before the orphan ran again. Claims go oldest due first and an orphan is due when
-    its lease ends (at most LEASE after the kill), so on a machine however slow, younger tasks
-    never overtake it by more than the slack: an ordering, not a wall-clock bound."""
+    """(orphan, task) pairs where a task put more than LEASE + slack after the orphan's lease was
+    lost started its first run before the orphan ran again. Claims go oldest due first and an
+    orphan is due when its lease ends (at most LEASE after the kill), so on a machine however
+    slow, younger tasks never overtake it by more than the slack: an ordering, not a wall-clock
+    bound.
+
+    The orphan may be claimed again, ahead of a free slot, by a worker that a later kill ends
+    before it starts the run (a kill every 0.5 s, leases of 1 s): that claim left no run, only a
+    version, and the lease lost is then that kill's, the last one before the run again."""
     firsts = sorted(
         (task_runs[0].start, task_id)
         for task_id, task_runs in verdict.runs.items()
@@ -79,7 +84,10 @@ def overtaken_orphans(verdict: Verdict, faults: Faults, slack_us: int) -> list[t
         for earlier, later in itertools.pairwise(task_runs):
             if earlier.pid not in killed or earlier.end is not None:
                 continue
-            due_by = killed[earlier.pid] + int(LEASE * 1e6) + slack_us
+            lost_at = killed[earlier.pid]
+            if later.version > earlier.version + 1:  # claimed in between, and that claim lost
+                lost_at = max(at for _, at in faults.kills if at < later.start)
+            due_by = lost_at + int(LEASE * 1e6) + slack_us
             for start, other in firsts:
                 if start >= later.start:
                     break
