@@ -17,6 +17,7 @@ import collections
 import contextlib
 import dataclasses
 import functools
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -61,6 +62,10 @@ _MIN_FLUSH_SECONDS = 5.0
 # Tasks are claimed ahead only while runs are this short: a task held for a busy slot then waits
 # about one run, instead of sitting behind long runs while another worker idles.
 _PREFETCH_MAX_RUN_SECONDS = 0.1
+# Claimed ahead: at least the tasks this process starts during this many claim round trips, so a
+# claim that takes longer than the runs it feeds (PostgreSQL's, a distant Redis) returns before
+# the tasks waiting here run out.
+_PREFETCH_CLAIM_TRIPS = 2
 # WAIT itself already waited a second (store REPLICA_ACK_TIMEOUT_MS) before the error.
 _NOT_REPLICATED_RETRY_SECONDS = 0.1
 # The event loop's lag is measured with a sleep this long; a lag this long is a warning.
@@ -151,6 +156,7 @@ class Worker:
         self._prefetch = min(self._settings.batch, self._settings.concurrency)
         # Moving average of run times since the worker was last idle; None: nothing ran since.
         self._recent_run_seconds: float | None = None
+        self._claim_seconds = 0.0  # moving average of a claim's round trip
         self._pending: list[_Pending] = []
         # Every claim from its claim until its outcome is written: the leases the keeper extends.
         self._held = HeldClaims()
@@ -329,6 +335,7 @@ class Worker:
         self, limit: int, max_attempts: Mapping[int, int], type_limits: Mapping[int, int] | None
     ) -> Claim | None:
         """One claim; None after a failure, once the pause it calls for is over."""
+        sent = time.monotonic()
         try:
             claim = await self._store.claim(
                 max_attempts,
@@ -359,19 +366,29 @@ class Worker:
             return None
         self._outage.recovered()
         self._claimed_once = True
+        self._claim_seconds += (time.monotonic() - sent - self._claim_seconds) / 8
         return claim
 
     def _claim_limit(self) -> int:
-        """How many tasks to claim now: the free slots, plus, while recent runs are short, up to
-        min(batch, concurrency) ahead; 0 while the tasks already waiting cover half of those."""
+        """How many tasks to claim now: the free slots, plus, while recent runs are short, some
+        ahead (_prefetch_depth); 0 while the tasks already waiting cover half of those."""
         free = self._settings.concurrency - len(self._running) - self._stuck_slots
         recent = self._recent_run_seconds
-        short_runs = recent is not None and recent < _PREFETCH_MAX_RUN_SECONDS
-        prefetch = self._prefetch if short_runs else 0
+        prefetch = 0
+        if recent is not None and recent < _PREFETCH_MAX_RUN_SECONDS:
+            prefetch = self._prefetch_depth(recent)
         room = min(self._settings.batch, max(free, 0) + prefetch - len(self._ready))
         if self._ready and room < max(prefetch // 2, 1):
             return 0  # enough waits here: a claim for a few tasks would cost a round trip each
         return room
+
+    def _prefetch_depth(self, run_seconds: float) -> int:
+        """How many tasks to hold claimed ahead while runs take run_seconds: min(batch,
+        concurrency), or the starts of _PREFETCH_CLAIM_TRIPS claim round trips if more, at most
+        batch."""
+        starts_per_second = self._settings.concurrency / max(run_seconds, 1e-6)
+        per_trips = math.ceil(starts_per_second * self._claim_seconds * _PREFETCH_CLAIM_TRIPS)
+        return min(self._settings.batch, max(self._prefetch, per_trips))
 
     def _claim_plan(self, limit: int) -> tuple[Mapping[int, int], Mapping[int, int] | None] | None:
         """What the next claim asks for: the types (type -> max_attempts) and the room each

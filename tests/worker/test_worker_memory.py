@@ -10,11 +10,12 @@ import contextlib
 import contextvars
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
-from store import MemoryStore, Record, State, Wakeups, WorkerStore
-from tests.worker.burst import TYPE, burst, config, task
+from store import Claim, MemoryStore, Record, State, Wakeups, WorkerStore
+from tests.worker.burst import BURST_TIMEOUT, TYPE, burst, config, task
 from worker import Permanent, Registry, RetryLater, Worker, handler
 
 
@@ -218,3 +219,43 @@ async def test_a_stopped_worker_leaves_no_loop_behind_though_one_swallows_a_canc
     assert [listener.swallowed for listener in store.listeners] == [1]
     left = [t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith("retryd-")]
     assert left == []
+
+
+class _SlowClaims(MemoryStore):
+    """Claims that take claim_seconds to come back, as PostgreSQL's or a distant server's do;
+    records how many tasks each claim asked for."""
+
+    def __init__(self, claim_seconds: float) -> None:
+        super().__init__()
+        self._claim_seconds = claim_seconds
+        self.limits: list[int] = []
+
+    async def claim(self, max_attempts: Any, *, limit: int, **options: Any) -> Claim:
+        self.limits.append(limit)
+        await asyncio.sleep(self._claim_seconds)
+        return await super().claim(max_attempts, limit=limit, **options)
+
+
+async def _most_asked_for(claim_seconds: float) -> int:
+    """Of 400 runs of 2 ms at concurrency 8 and batch 50, the largest claim asked for."""
+    store, registry = _SlowClaims(claim_seconds), Registry()
+
+    @handler(type=TYPE, registry=registry)
+    async def short(record: Record) -> None:
+        await asyncio.sleep(0.002)
+
+    await store.put_all(*(task(f"t{i}") for i in range(400)))
+    worker = Worker(store, registry, config(concurrency=8, batch=50))
+    await asyncio.wait_for(worker.run(burst=True), BURST_TIMEOUT)
+    assert await store.count_by_state(State.CONFIRMED) == 400
+    return max(store.limits)
+
+
+async def test_a_slow_claim_is_met_by_more_tasks_claimed_ahead_up_to_batch() -> None:
+    """A claim slower than the runs it feeds: the tasks claimed ahead cover two of its round
+    trips (at most batch), so the slots do not wait for each claim; a fast claim keeps the
+    usual min(batch, concurrency) ahead."""
+    assert await _most_asked_for(0.0) <= 16  # 8 free slots + min(50, 8) ahead
+    # 20 ms claims, ~3,000 starts/s: ~120 starts in two round trips, so batch (50) ahead; a
+    # claim is made once half of those have started.
+    assert 16 < await _most_asked_for(0.02) <= 50
