@@ -114,7 +114,7 @@ def _table(meds: report.Medians, versions: dict[str, str]) -> str:
     lines = ["| system | " + " | ".join(heads) + " |", "| --- |" + " ---: |" * len(_SHOWN)]
     for name, values in meds.items():
         cells = [_cell(values[m.key], m.key) for m in _SHOWN]
-        lines.append(f"| {name} {versions.get(name, '')} | " + " | ".join(cells) + " |")
+        lines.append(f"| {report.label(name, versions)} | " + " | ".join(cells) + " |")
     for theirs in ("procrastinate", "retryd"):
         row = _ratio_row(meds, "retryd-pg", theirs)
         if row:
@@ -136,6 +136,9 @@ def _targets(meds: report.Medians) -> list[str]:
     if p99 is not None:
         verdict = "met" if p99 <= _TARGET_P99_MS else "MISSED"
         lines.append(f"p99 lag <= {_TARGET_P99_MS:g} ms: {p99:.1f} ms ({verdict})")
+    floor = meds.get("bare-async", {}).get("lag_p99_ms")
+    if floor is not None:
+        lines.append(f"p99 lag of the same body with no queue at all (bare-async): {floor:.1f} ms")
     return lines
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from bench.harness import METRICS, Metric, RunResult
 
-__all__ = ["medians", "ratios", "table", "write_chart", "write_json"]
+__all__ = ["REFERENCES", "label", "medians", "ratios", "table", "write_chart", "write_json"]
 
 Medians = dict[str, dict[str, float | None]]
 
@@ -29,10 +29,12 @@ def medians(results: Sequence[RunResult], systems: Sequence[str]) -> Medians:
 
 
 OURS = ("retryd", "retryd-def")  # retryd with an `async def` handler, and with a plain `def` one
+# The body alone, run by the barest loop (bench/peers/bare_peer.py): the machine's floor, no peer.
+REFERENCES = ("bare-loop", "bare-async")
 
 
 def _best_peer(meds: Medians, metric: Metric) -> float | None:
-    values = [m[metric.key] for name, m in meds.items() if name not in OURS]
+    values = [m[metric.key] for name, m in meds.items() if name not in OURS + REFERENCES]
     present = [v for v in values if v is not None]
     if not present:
         return None
@@ -58,6 +60,11 @@ def _fmt(value: float | None, key: str) -> str:
     return f"{value:,.0f}"
 
 
+def label(name: str, versions: dict[str, str]) -> str:
+    """A system's name in a table: with its version, or marked as a reference."""
+    return f"{name} (reference)" if name in REFERENCES else f"{name} {versions.get(name, '')}"
+
+
 def table(meds: Medians, versions: dict[str, str]) -> str:
     """The markdown table of medians, with the retryd / best peer row last."""
     arrows = [f"{m.heading} {'↑' if m.higher_is_better else '↓'}" for m in METRICS]
@@ -67,7 +74,7 @@ def table(meds: Medians, versions: dict[str, str]) -> str:
     ]
     for name, values in meds.items():
         cells = [_fmt(values[m.key], m.key) for m in METRICS]
-        lines.append(f"| {name} {versions.get(name, '')} | " + " | ".join(cells) + " |")
+        lines.append(f"| {label(name, versions)} | " + " | ".join(cells) + " |")
     for ours in OURS:
         if ours in meds:
             cells = [f"{r:.2f}x" if r is not None else "n/a" for r in ratios(meds, ours).values()]
@@ -80,7 +87,7 @@ def write_json(path: Path, document: dict[str, Any]) -> None:
 
 
 def write_chart(path: Path, meds: Medians, title: str) -> None:
-    """One bar panel per metric; retryd's bar stands out in colour."""
+    """One bar panel per metric; retryd's bars stand out in red, the references in blue."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -90,7 +97,9 @@ def write_chart(path: Path, meds: Medians, title: str) -> None:
     names = list(meds)
     for ax, metric in zip(axes.flat, METRICS, strict=True):
         values = [meds[n][metric.key] or 0.0 for n in names]
-        colours = ["tab:red" if n in OURS else "tab:gray" for n in names]
+        colours = [
+            "tab:red" if n in OURS else "tab:blue" if n in REFERENCES else "tab:gray" for n in names
+        ]
         bars = ax.bar(names, values, color=colours)
         ax.bar_label(
             bars, labels=[_fmt(meds[n][metric.key], metric.key) for n in names], fontsize=8

@@ -16,6 +16,9 @@ _MODULES = {
     "arq": "bench.peers.arq_peer",
     "saq": "bench.peers.saq_peer",
     "rq": "bench.peers.rq_peer",
+    # References, not peers: the body run by the barest loop that takes jobs from Redis.
+    "bare-loop": "bench.peers.bare_peer",
+    "bare-async": "bench.peers.bare_peer",
 }
 SYSTEM_NAMES = tuple(_MODULES)
 # The PostgreSQL benchmark's systems (python -m bench.postgres), beside retryd on Redis.
@@ -23,7 +26,8 @@ _MODULES |= {
     "retryd-pg": "bench.peers.retryd_pg_peer",
     "procrastinate": "bench.peers.procrastinate_peer",
 }
-POSTGRES_SYSTEM_NAMES = ("retryd-pg", "procrastinate", "retryd")
+# bare-async, the reference with the same async body, shows the lag this machine allows at all.
+POSTGRES_SYSTEM_NAMES = ("retryd-pg", "procrastinate", "retryd", "bare-async")
 
 
 def load(name: str) -> System:
@@ -35,5 +39,6 @@ def load(name: str) -> System:
         if name == "procrastinate":
             hint = "pip install procrastinate==3.10.0"
         raise Unavailable(f"{name}: cannot import ({exc}); {hint}") from exc
-    system: System = module.PLAIN if name == "retryd-def" else module.SYSTEM
+    variants = {"retryd-def": "PLAIN", "bare-async": "ASYNC"}
+    system: System = getattr(module, variants.get(name, "SYSTEM"))
     return system
